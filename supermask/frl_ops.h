@@ -1,0 +1,56 @@
+/* Float layer ops for supermask training: forward/backward pairs of free
+ * functions on explicit pointers and dimensions (llm.c style). All tensors
+ * are contiguous row-major float32; activations are NCHW. Weights passed in
+ * are the *effective* weights (w * mask). Backward functions OVERWRITE their
+ * gradient outputs (no accumulation) and accept NULL for a gradient that is
+ * not needed (e.g. dinp of the first layer). Scratch memory is passed in;
+ * nothing allocates. Every function returns 0 or FRL_EINVAL (bad dims). */
+#ifndef FRL_OPS_H
+#define FRL_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* C[M,N] = alpha * op(A) * op(B) + beta * C, row-major, op = transpose when
+ * the flag is set. Uses OpenBLAS (single-threaded per call) unless the
+ * portable reference is forced with frl_sgemm_set_reference(1) (tests). */
+void frl_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
+               float beta, float *C, int ldc);
+void frl_sgemm_set_reference(int on);
+
+/* conv2d, stride 1, zero padding `pad`, square kernel K:
+ *   inp (B, C, H, W), weight (OC, C, K, K), out (B, OC, OH, OW),
+ *   OH = H + 2 pad - K + 1, OW likewise. */
+size_t frl_conv2d_scratch_floats(int C, int H, int W, int K, int pad);
+int frl_conv2d_forward(float *out, const float *inp, const float *weight, int B, int C, int H, int W, int OC, int K, int pad,
+                       float *scratch);
+/* dinp (B, C, H, W) or NULL; dweight (OC, C, K, K); dout (B, OC, OH, OW). */
+int frl_conv2d_backward(float *dinp, float *dweight, const float *dout, const float *inp, const float *weight, int B, int C,
+                        int H, int W, int OC, int K, int pad, float *scratch);
+
+/* dense: out (B, O) = inp (B, I) * weight^T, weight (O, I). */
+int frl_dense_forward(float *out, const float *inp, const float *weight, int B, int I, int O);
+/* dinp (B, I) or NULL; dweight (O, I); dout (B, O). */
+int frl_dense_backward(float *dinp, float *dweight, const float *dout, const float *inp, const float *weight, int B, int I,
+                       int O);
+
+/* ReLU, in place allowed (out == inp). backward: dinp = dout * (out > 0);
+ * dinp == dout allowed. */
+void frl_relu_forward(float *out, const float *inp, size_t n);
+void frl_relu_backward(float *dinp, const float *dout, const float *out, size_t n);
+
+/* max-pool K x K, stride K: inp (B, C, H, W) -> out (B, C, H/K, W/K);
+ * argmax (same shape as out) records the flat input offset of the winner
+ * within its (b, c) plane (first maximum wins). backward scatters dout into
+ * dinp (which it zeroes first). */
+int frl_maxpool_forward(float *out, int32_t *argmax, const float *inp, int B, int C, int H, int W, int K);
+int frl_maxpool_backward(float *dinp, const float *dout, const int32_t *argmax, int B, int C, int H, int W, int K);
+
+/* Softmax cross-entropy, mean over the batch: logits (B, NC), labels (B).
+ * Returns the mean loss in *loss; probs (B, NC) may alias nothing.
+ * backward: dlogits = (probs - onehot(labels)) / B. Labels >= NC are
+ * FRL_EINVAL. *correct counts argmax == label (lowest index wins ties). */
+int frl_xent_forward(float *loss, int *correct, float *probs, const float *logits, const uint8_t *labels, int B, int NC);
+void frl_xent_backward(float *dlogits, const float *probs, const uint8_t *labels, int B, int NC);
+
+#endif
