@@ -76,7 +76,7 @@ int frl_trainer_get_ranking(frl_trainer_t *tr, uint32_t *ranking);
 typedef void (*frl_train_progress_fn)(void *user, int epoch, uint64_t step, uint64_t steps_total, double running_loss);
 
 /* Local training: cfg->epochs epochs of SGD on data examples idx[0..n)
- * (idx NULL = all of data), reshuffled each epoch from `rng`. Momentum
+ * (idx NULL = the first n examples), reshuffled each epoch from `rng`. Momentum
  * starts from zero (a fresh optimizer per round, as the reference).
  * `progress` (may be NULL) is called about every 1% of the steps. */
 int frl_train_local(frl_trainer_t *tr, const frl_dataset_t *data, const uint32_t *idx, uint32_t n, const frl_train_cfg_t *cfg,
@@ -85,9 +85,16 @@ int frl_train_local(frl_trainer_t *tr, const frl_dataset_t *data, const uint32_t
 /* Float logits (B, n_classes) of B <= max_batch images (B x in_c*in_h*in_w
  * bytes) under the current masks. */
 int frl_trainer_logits(frl_trainer_t *tr, const uint8_t *images, int B, const frl_train_cfg_t *cfg, float *logits);
-/* Accuracy and mean loss on examples idx[0..n) of data (idx NULL = all). */
+/* Accuracy and mean loss on examples idx[0..n) of data (idx NULL = the
+ * first n examples). */
 int frl_trainer_evaluate(frl_trainer_t *tr, const frl_dataset_t *data, const uint32_t *idx, uint32_t n,
                          const frl_train_cfg_t *cfg, double *accuracy, double *loss);
+
+/* Loss and straight-through score gradients dL/dscores of one batch
+ * (examples ex[0..B) of data) without updating anything: dscores[l] holds
+ * n_edges floats per layer. For tests and for gradient inspection. */
+int frl_trainer_score_grads(frl_trainer_t *tr, const frl_dataset_t *data, const uint32_t *ex, int B, const frl_train_cfg_t *cfg,
+                            float *loss, float *const *dscores);
 
 /* Effective weights w * mask of layer l under the current masks (read-only). */
 const float *frl_trainer_weights(const frl_trainer_t *tr, int l);
