@@ -1,6 +1,7 @@
 /* The model zoo as data, its stable hash, and the frozen random network. */
 #include "supermask/frl_model.h"
 #include "common/frl_error.h"
+#include "supermask/frl_ranking.h"
 
 #include <math.h>
 #include <sodium.h>
@@ -254,12 +255,6 @@ void frl_init_scores(const uint8_t seed[FRL_SEED_BYTES], const frl_layer_info_t 
     }
 }
 
-static int cmp_float(const void *a, const void *b)
-{
-    float x = *(const float *)a, y = *(const float *)b;
-    return (x > y) - (x < y);
-}
-
 int frl_network_init(frl_network_t *net, const frl_model_spec_t *spec, const uint8_t seed[FRL_SEED_BYTES],
                      int with_sorted_init)
 {
@@ -274,12 +269,24 @@ int frl_network_init(frl_network_t *net, const frl_model_spec_t *spec, const uin
             goto fail;
         frl_weight_signs(seed, l, li->n_edges, net->sign_bits[l]);
         if (with_sorted_init) {
+            /* Values only (no indices), so any correct sort gives the same
+             * array; the O(n) radix argsort beats qsort 10x on 1.6 M edges. */
+            float *init = malloc(sizeof(float) * li->n_edges);
+            uint32_t *order = malloc(sizeof(uint32_t) * li->n_edges);
+            uint32_t *scratch = malloc(frl_ranking_scratch_size(li->n_edges));
             net->sorted_init[l] = malloc(sizeof(float) * li->n_edges);
-            if (!net->sorted_init[l])
+            int ok = init && order && scratch && net->sorted_init[l];
+            if (ok) {
+                frl_init_scores(seed, li, l, init);
+                frl_ranking_from_scores(init, li->n_edges, order, scratch);
+                for (uint32_t r = 0; r < li->n_edges; r++)
+                    net->sorted_init[l][r] = init[order[r]];
+            }
+            free(init);
+            free(order);
+            free(scratch);
+            if (!ok)
                 goto fail;
-            frl_init_scores(seed, li, l, net->sorted_init[l]);
-            /* Values only (no indices), so any correct sort gives the same array. */
-            qsort(net->sorted_init[l], li->n_edges, sizeof(float), cmp_float);
         }
     }
     return 0;

@@ -32,6 +32,13 @@ typedef struct {
     uint32_t band_cap;
     uint32_t band_n, below_lo; /* filled by the SGD pass */
     int band_overflow;
+    /* Big dense layers fuse dL/dweff = dout^T * inp into the SGD pass, so
+     * the (out x in) gradient is never written: dout is copied here, inp
+     * stays in the activations until the next forward. */
+    int fused;
+    float *dout;       /* (B, out) */
+    const float *inp;  /* (B, in) */
+    int fused_B;
 } layer_state;
 
 struct frl_trainer_s {
@@ -285,6 +292,7 @@ void frl_trainer_destroy(frl_trainer_t *tr)
         free(tr->L[l].weff);
         free(tr->L[l].band);
         free(tr->L[l].band_idx);
+        free(tr->L[l].dout);
     }
     for (int i = 0; i < FRL_MAX_OPS; i++) {
         const frl_op_t *op = &tr->spec->ops[i];
@@ -370,6 +378,10 @@ int frl_trainer_create(const frl_network_t *net, int max_batch, double keep, frl
         ls->band = xalloc(tr, sizeof(uint32_t) * ls->band_cap);
         ls->band_idx = xalloc(tr, sizeof(uint32_t) * ls->band_cap);
         ls->delta = 1u << 14;
+        const frl_op_t *op = &s->ops[s->layers[l].op];
+        ls->fused = op->kind == FRL_OP_DENSE && ls->n >= FRL_BAND_MIN_EDGES && max_batch <= 64 && op->in_c % 32 == 0;
+        if (ls->fused && !(ls->dout = xalloc(tr, sizeof(float) * B * (size_t)op->out_c)))
+            goto oom;
         if (!ls->scores || !ls->mom || !ls->grad || !ls->weff || !ls->band || !ls->band_idx)
             goto oom;
     }
@@ -493,10 +505,22 @@ static int backward(frl_trainer_t *tr, int B)
                                      op->in_w, op->out_c, op->k, op->pad, tr->conv_scratch);
             cur ^= 1;
             break;
-        case FRL_OP_DENSE:
-            rc = frl_dense_backward(dinp, tr->L[op->layer].grad, dout, in, tr->L[op->layer].weff, B, op->in_c, op->out_c);
+        case FRL_OP_DENSE: {
+            layer_state *ls = &tr->L[op->layer];
+            if (ls->fused) {
+                /* dinp (B, in) = dout (B, out) * weff (out, in); the weight
+                 * gradient is left to the fused SGD pass. */
+                memcpy(ls->dout, dout, sizeof(float) * (size_t)B * (size_t)op->out_c);
+                ls->inp = in;
+                ls->fused_B = B;
+                if (dinp)
+                    rc = frl_dense_backward(dinp, NULL, dout, NULL, ls->weff, B, op->in_c, op->out_c);
+            } else {
+                rc = frl_dense_backward(dinp, ls->grad, dout, in, ls->weff, B, op->in_c, op->out_c);
+            }
             cur ^= 1;
             break;
+        }
         case FRL_OP_RELU:
             frl_relu_backward(dout, dout, tr->act[i], (size_t)B * frl_op_out_size(op));
             break;
@@ -534,6 +558,57 @@ static inline __attribute__((always_inline)) void sgd_loop(float *restrict s, fl
             so[i] = sv - lr * mv;
         }
     }
+}
+
+/* The SGD step of a big dense layer with its weight gradient computed on
+ * the fly: for output o and input i, g = sum_b dout[b][o] * inp[b][i]. */
+static inline __attribute__((always_inline)) void sgd_fused_loop(float *restrict s, float *restrict m, const float *restrict dout,
+                                                                 const float *restrict inp, int B, uint32_t n_out, uint32_t n_in,
+                                                                 const uint32_t *restrict bits, float c, float lr, float momentum,
+                                                                 float wd, const int abs_rule)
+{
+    /* Blocks of 32 edges of one output row: the gradient block is a sum of
+     * B scaled input slices (vectorised over the 32 lanes), then the same
+     * update as sgd_loop. A block never straddles two rows, so a row's edges
+     * e = o * n_in + i keep their sign bits at e >> 5, bit e & 31. */
+    float g[32];
+    for (uint32_t o = 0; o < n_out; o++) {
+        const size_t row = (size_t)o * n_in;
+        for (uint32_t i0 = 0; i0 < n_in; i0 += 32) {
+            const uint32_t cnt = n_in - i0 < 32 ? n_in - i0 : 32;
+            for (uint32_t i = 0; i < 32; i++)
+                g[i] = 0.0f;
+            for (int b = 0; b < B; b++) {
+                const float cb = dout[(size_t)b * n_out + o];
+                const float *restrict x = inp + (size_t)b * n_in + i0;
+                for (uint32_t i = 0; i < cnt; i++)
+                    g[i] += cb * x[i];
+            }
+            float *restrict so = s + row + i0, *restrict mo = m + row + i0;
+            /* n_in % 32 == 0 (checked by the caller): one sign word per block */
+            const uint32_t word = bits[(row + i0) >> 5];
+            for (uint32_t i = 0; i < cnt; i++) {
+                float sv = so[i];
+                float gs = (float)(int)(((word >> i) & 1u) * 2u - 1u) * c * g[i];
+                float sg = abs_rule ? (float)((sv > 0.0f) - (sv < 0.0f)) : 1.0f;
+                gs = gs * sg + wd * sv;
+                float mv = momentum * mo[i] + gs;
+                mo[i] = mv;
+                so[i] = sv - lr * mv;
+            }
+        }
+    }
+}
+
+FRL_CLONES
+static void sgd_fused_pass(float *restrict s, float *restrict m, const float *restrict dout, const float *restrict inp, int B,
+                           uint32_t n_out, uint32_t n_in, const uint32_t *restrict bits, float c, float lr, float momentum,
+                           float wd, int abs_rule)
+{
+    if (abs_rule)
+        sgd_fused_loop(s, m, dout, inp, B, n_out, n_in, bits, c, lr, momentum, wd, 1);
+    else
+        sgd_fused_loop(s, m, dout, inp, B, n_out, n_in, bits, c, lr, momentum, wd, 0);
 }
 
 FRL_CLONES
@@ -602,8 +677,14 @@ static void band_pass(layer_state *ls, frl_mask_rule rule)
 static void sgd_layer(frl_trainer_t *tr, int l, float lr, float momentum, float wd)
 {
     layer_state *ls = &tr->L[l];
-    sgd_pass(ls->scores, ls->mom, ls->grad, tr->net->sign_bits[l], tr->net->scale[l], ls->n, lr, momentum, wd,
-             tr->rule == FRL_MASK_ABS);
+    if (ls->fused) {
+        const frl_layer_info_t *li = &tr->spec->layers[l];
+        sgd_fused_pass(ls->scores, ls->mom, ls->dout, ls->inp, ls->fused_B, li->n_out, li->fan_in, tr->net->sign_bits[l],
+                       tr->net->scale[l], lr, momentum, wd, tr->rule == FRL_MASK_ABS);
+    } else {
+        sgd_pass(ls->scores, ls->mom, ls->grad, tr->net->sign_bits[l], tr->net->scale[l], ls->n, lr, momentum, wd,
+                 tr->rule == FRL_MASK_ABS);
+    }
     if (ls->j && ls->have_t && ls->n >= FRL_BAND_MIN_EDGES)
         band_pass(ls, tr->rule);
 }
@@ -757,6 +838,11 @@ int frl_trainer_score_grads(frl_trainer_t *tr, const frl_dataset_t *data, const 
         return rc;
     for (int l = 0; l < tr->spec->n_layers; l++) {
         const layer_state *ls = &tr->L[l];
+        if (ls->fused) { /* the training step never materialises it: do it here */
+            const frl_layer_info_t *li = &tr->spec->layers[l];
+            frl_sgemm(1, 0, (int)li->n_out, (int)li->fan_in, B, 1.0f, ls->dout, (int)li->n_out, ls->inp, (int)li->fan_in, 0.0f,
+                      ls->grad, (int)li->fan_in);
+        }
         for (uint32_t e = 0; e < ls->n; e++) {
             float sv = ls->scores[e];
             float g = weight_of(tr->net->sign_bits[l], e, tr->net->scale[l]) * ls->grad[e];
