@@ -101,7 +101,10 @@ static void check_combo(int ta, int tb)
     uint64_t seed = 100;
     for (size_t s = 0; s < sizeof k_sizes / sizeof k_sizes[0]; s++) {
         const int *sz = k_sizes[s];
-        bad += compare_case(ta, tb, sz[0], sz[1], sz[2], 1.0f, 0.0f, 0, seed += 3);
+        /* The two LeNet-sized cases run once (with alpha, beta and padded
+         * leading dimensions) to keep the sanitizer build fast. */
+        if ((long)sz[0] * sz[1] * sz[2] < 1000000)
+            bad += compare_case(ta, tb, sz[0], sz[1], sz[2], 1.0f, 0.0f, 0, seed += 3);
         bad += compare_case(ta, tb, sz[0], sz[1], sz[2], 1.5f, -0.5f, 3, seed += 3);
     }
     assert_int_equal(bad, 0);
