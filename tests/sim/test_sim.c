@@ -1,0 +1,353 @@
+/* frl_sim_core: determinism across thread counts, the reference sampling
+ * rule, fraction 0 == no attack, and the attacks through the whole loop.
+ * Small: the mlp model on a few hundred Fashion-MNIST images. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "common/frl_error.h"
+#include "data/frl_idx.h"
+#include "sim/frl_sim.h"
+
+typedef struct data_s {
+    frl_dataset_t train; /* the first 400 training images */
+    frl_dataset_t test;  /* the first 200 test images */
+} data_t;
+
+static int setup(void **state)
+{
+    data_t *d = calloc(1, sizeof *d);
+    uint32_t sel[400];
+    for (uint32_t i = 0; i < 400; i++)
+        sel[i] = i;
+    if (!d || frl_mnist_load(NULL, "train", sel, 400, &d->train) || frl_mnist_load(NULL, "t10k", sel, 200, &d->test))
+        return -1;
+    *state = d;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    data_t *d = *state;
+    frl_dataset_free(&d->train);
+    frl_dataset_free(&d->test);
+    free(d);
+    return 0;
+}
+
+static void small_config(frl_sim_config_t *c)
+{
+    frl_sim_config_default(c);
+    snprintf(c->model, sizeof c->model, "mlp");
+    c->clients = 10;
+    c->per_round = 4;
+    c->rounds = 2;
+    c->eval_n = 100;
+    c->attack_trainers = 2;
+}
+
+/* Runs cfg to the end; returns the per-round JSON lines without timings
+ * (malloc'd, concatenated) and, if `ranking` is given, a copy of the final
+ * global ranking. */
+static char *run(const data_t *d, const frl_sim_config_t *cfg, uint32_t **ranking, frl_sim_round_t *last)
+{
+    frl_sim_t *sim = NULL;
+    assert_int_equal(frl_sim_create(cfg, &d->train, &d->test, &sim), 0);
+    size_t cap = 4096 * (size_t)(cfg->rounds + 1), len = 0;
+    char *out = malloc(cap);
+    assert_non_null(out);
+    out[0] = 0;
+    for (int r = 0; r < cfg->rounds; r++) {
+        frl_sim_round_t rec;
+        assert_int_equal(frl_sim_round(sim, &rec), 0);
+        int k = frl_sim_round_json(&rec, 0, out + len, cap - len);
+        assert_true(k > 0);
+        len += (size_t)k;
+        out[len++] = '\n';
+        out[len] = 0;
+        if (last)
+            *last = rec;
+    }
+    frl_sim_round_t extra;
+    assert_int_equal(frl_sim_round(sim, &extra), FRL_ESTATE);
+    if (ranking) {
+        size_t E = frl_sim_spec(sim)->total_edges;
+        *ranking = malloc(E * sizeof(uint32_t));
+        memcpy(*ranking, frl_sim_global_ranking(sim), E * sizeof(uint32_t));
+    }
+    frl_sim_destroy(sim);
+    return out;
+}
+
+/* Same seed and configuration: byte-identical per-round records (timings
+ * excluded) and final ranking, with 1 and with 2 threads; a reverse attack
+ * so that colluder training runs in parallel too. */
+static void test_same_seed_is_identical_with_1_and_2_threads(void **state)
+{
+    const data_t *d = *state;
+    frl_sim_config_t c;
+    small_config(&c);
+    c.malicious = 0.3;
+    c.attack = FRL_ATTACK_REVERSE;
+    uint32_t *r1, *r1b, *r2;
+    c.threads = 1;
+    char *a = run(d, &c, &r1, NULL);
+    char *b = run(d, &c, &r1b, NULL);
+    c.threads = 2;
+    char *e = run(d, &c, &r2, NULL);
+    assert_string_equal(a, b);
+    assert_string_equal(a, e);
+    frl_model_spec_t spec;
+    frl_model_spec_by_name("mlp", &spec);
+    assert_memory_equal(r1, r1b, spec.total_edges * 4);
+    assert_memory_equal(r1, r2, spec.total_edges * 4);
+    free(a);
+    free(b);
+    free(e);
+    free(r1);
+    free(r1b);
+    free(r2);
+}
+
+/* A different seed gives a different run (the outputs are not constant). */
+static void test_other_seed_differs(void **state)
+{
+    const data_t *d = *state;
+    frl_sim_config_t c;
+    small_config(&c);
+    c.rounds = 1;
+    char *a = run(d, &c, NULL, NULL);
+    frl_seed_from_u64(1, c.seed);
+    char *b = run(d, &c, NULL, NULL);
+    assert_string_not_equal(a, b);
+    free(a);
+    free(b);
+}
+
+/* The reference rule redraws every round where malicious clients are half
+ * or more: over many rounds with 45% malicious clients none reaches half,
+ * and redraws did happen. Plain sampling does reach half. */
+static void test_reference_sampling_never_lets_malicious_reach_half(void **state)
+{
+    const data_t *d = *state;
+    frl_sim_config_t c;
+    small_config(&c);
+    c.clients = 20;
+    c.per_round = 4;
+    c.rounds = 30;
+    c.malicious = 0.45;
+    c.attack = FRL_ATTACK_NONE;
+    c.train.epochs = 0; /* sampling only: no training needed */
+    c.eval_every = 1000;
+    for (int plain = 0; plain < 2; plain++) {
+        c.sampling = plain ? FRL_SIM_SAMPLING_PLAIN : FRL_SIM_SAMPLING_REFERENCE;
+        frl_sim_t *sim;
+        assert_int_equal(frl_sim_create(&c, &d->train, &d->test, &sim), 0);
+        assert_int_equal(frl_sim_n_malicious(sim), 9);
+        uint32_t redraws = 0, max_mal = 0;
+        for (int r = 0; r < c.rounds; r++) {
+            frl_sim_round_t rec;
+            assert_int_equal(frl_sim_round(sim, &rec), 0);
+            uint32_t mal = 0;
+            for (uint32_t i = 0; i < rec.n_selected; i++) {
+                mal += rec.selected[i] < 9;
+                if (i)
+                    assert_true(rec.selected[i - 1] < rec.selected[i]);
+            }
+            assert_int_equal(mal, rec.n_malicious);
+            redraws += rec.sample_tries - 1;
+            max_mal = mal > max_mal ? mal : max_mal;
+            if (!plain)
+                assert_true(2 * rec.n_malicious < c.per_round);
+            else
+                assert_int_equal(rec.sample_tries, 1);
+        }
+        if (!plain)
+            assert_true(redraws > 0);
+        else
+            assert_true(2 * max_mal >= c.per_round);
+        frl_sim_destroy(sim);
+    }
+}
+
+/* The reference rule is refused when it could never accept a draw. */
+static void test_reference_sampling_refuses_impossible_fraction(void **state)
+{
+    const data_t *d = *state;
+    frl_sim_config_t c;
+    small_config(&c);
+    c.clients = 10;
+    c.per_round = 10;
+    c.malicious = 0.6;
+    frl_sim_t *sim = NULL;
+    assert_int_equal(frl_sim_create(&c, &d->train, &d->test, &sim), FRL_EINVAL);
+    assert_null(sim);
+    c.sampling = FRL_SIM_SAMPLING_PLAIN;
+    assert_int_equal(frl_sim_create(&c, &d->train, &d->test, &sim), 0);
+    frl_sim_destroy(sim);
+}
+
+/* Fraction 0 with an attack set is exactly the run without attack. */
+static void test_fraction_zero_with_attack_equals_no_attack(void **state)
+{
+    const data_t *d = *state;
+    frl_sim_config_t c;
+    small_config(&c);
+    uint32_t *r0, *r1;
+    char *a = run(d, &c, &r0, NULL);
+    for (int k = FRL_ATTACK_REVERSE; k < FRL_ATTACK_COUNT; k++) {
+        c.attack = (frl_attack_kind)k;
+        c.malicious = 0.0;
+        char *b = run(d, &c, &r1, NULL);
+        assert_string_equal(a, b);
+        frl_model_spec_t spec;
+        frl_model_spec_by_name("mlp", &spec);
+        assert_memory_equal(r0, r1, spec.total_edges * 4);
+        free(b);
+        free(r1);
+    }
+    free(a);
+    free(r0);
+}
+
+/* Every attack's votes pass the round keeper's validation, and each
+ * leaves its signature in the agreement statistics: reverse is strongly
+ * anti-correlated with the previous global ranking, random uncorrelated,
+ * boundary and labelflip positively correlated (stealthy). */
+static void test_each_attack_submits_valid_votes_with_its_signature(void **state)
+{
+    const data_t *d = *state;
+    frl_sim_config_t c;
+    small_config(&c);
+    c.clients = 10;
+    c.per_round = 5;
+    c.rounds = 1;
+    c.malicious = 0.4;
+    c.sampling = FRL_SIM_SAMPLING_PLAIN;
+    for (int k = FRL_ATTACK_REVERSE; k < FRL_ATTACK_COUNT; k++) {
+        c.attack = (frl_attack_kind)k;
+        /* find a seed whose round 0 has a malicious client */
+        frl_sim_round_t rec;
+        char *out = NULL;
+        for (uint64_t s = 0; s < 20; s++) {
+            frl_seed_from_u64(s, c.seed);
+            free(out);
+            out = run(d, &c, NULL, &rec);
+            if (rec.n_malicious > 0)
+                break;
+        }
+        assert_true(rec.n_malicious > 0);
+        assert_int_equal(rec.rejected, 0);
+        assert_int_equal(rec.accepted, c.per_round);
+        assert_false(isnan(rec.agree_malicious));
+        assert_true(rec.agree_benign > 0.5);
+        switch (k) {
+        case FRL_ATTACK_REVERSE:
+            assert_true(rec.agree_malicious < -0.5);
+            assert_int_equal(rec.attack_trainings, 2);
+            break;
+        case FRL_ATTACK_RANDOM:
+            assert_true(fabs(rec.agree_malicious) < 0.05);
+            break;
+        case FRL_ATTACK_BOUNDARY:
+            assert_true(rec.agree_malicious > 0.3);
+            assert_int_equal(rec.attack_trainings, 2);
+            break;
+        case FRL_ATTACK_LABELFLIP:
+            assert_true(rec.agree_malicious > 0.3);
+            break;
+        default:
+            break;
+        }
+        free(out);
+    }
+}
+
+/* The drop policy removes a persistent reverser's votes: with threshold
+ * -0.1 and 1 round, every reversed vote is dropped. */
+static void test_drop_policy_drops_reversed_votes(void **state)
+{
+    const data_t *d = *state;
+    frl_sim_config_t c;
+    small_config(&c);
+    c.clients = 10;
+    c.per_round = 5;
+    c.rounds = 3;
+    c.malicious = 0.3;
+    c.attack = FRL_ATTACK_REVERSE;
+    c.policy.mode = FRL_VOTE_POLICY_DROP;
+    c.policy.rounds = 1;
+    frl_sim_t *sim;
+    assert_int_equal(frl_sim_create(&c, &d->train, &d->test, &sim), 0);
+    uint32_t mal = 0, dropped = 0;
+    for (int r = 0; r < c.rounds; r++) {
+        frl_sim_round_t rec;
+        assert_int_equal(frl_sim_round(sim, &rec), 0);
+        mal += rec.n_malicious;
+        dropped += rec.dropped;
+        assert_int_equal(rec.dropped, rec.n_malicious);
+    }
+    assert_true(mal > 0);
+    assert_int_equal(dropped, mal);
+    frl_sim_destroy(sim);
+}
+
+static void test_json_round_record_has_the_documented_fields(void **state)
+{
+    const data_t *d = *state;
+    frl_sim_config_t c;
+    small_config(&c);
+    c.rounds = 1;
+    frl_sim_t *sim;
+    assert_int_equal(frl_sim_create(&c, &d->train, &d->test, &sim), 0);
+    frl_sim_round_t rec;
+    assert_int_equal(frl_sim_round(sim, &rec), 0);
+    char buf[4096];
+    assert_true(frl_sim_round_json(&rec, 1, buf, sizeof buf) > 0);
+    const char *keys[] = {"\"round\":0",
+                          "\"accuracy\":",
+                          "\"loss\":",
+                          "\"selected\":[",
+                          "\"malicious\":",
+                          "\"rejected\":",
+                          "\"flagged\":",
+                          "\"dropped\":",
+                          "\"agree_min\":",
+                          "\"agree_mean\":",
+                          "\"agree_max\":",
+                          "\"agree_benign\":",
+                          "\"agree_malicious\":null",
+                          "\"margin_edges\":",
+                          "\"seconds\":",
+                          "\"cpu_seconds\":",
+                          "\"train_images\":"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        assert_non_null(strstr(buf, keys[i]));
+    char no_time[4096];
+    assert_true(frl_sim_round_json(&rec, 0, no_time, sizeof no_time) > 0);
+    assert_null(strstr(no_time, "seconds"));
+    assert_int_equal(frl_sim_round_json(&rec, 1, buf, 16), FRL_ETOOBIG);
+    frl_sim_destroy(sim);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_same_seed_is_identical_with_1_and_2_threads),
+        cmocka_unit_test(test_other_seed_differs),
+        cmocka_unit_test(test_reference_sampling_never_lets_malicious_reach_half),
+        cmocka_unit_test(test_reference_sampling_refuses_impossible_fraction),
+        cmocka_unit_test(test_fraction_zero_with_attack_equals_no_attack),
+        cmocka_unit_test(test_each_attack_submits_valid_votes_with_its_signature),
+        cmocka_unit_test(test_drop_policy_drops_reversed_votes),
+        cmocka_unit_test(test_json_round_record_has_the_documented_fields),
+    };
+    return cmocka_run_group_tests_name("sim", tests, setup, teardown);
+}
