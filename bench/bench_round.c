@@ -389,6 +389,10 @@ static int scenario(const char *certs, const char *model, int n, int rounds, uns
     if (sp == 0) {
         close(fds[0]);
         raise_nofile();
+        /* The server prints its final-model line on stdout: keep the
+         * benchmark's JSON clean. */
+        if (!freopen("/dev/null", "w", stdout))
+            _exit(1);
         srv_result_t r;
         memset(&r, 0, sizeof r);
         run_server(certs, port, n, model, rounds, &r);
