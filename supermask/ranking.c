@@ -2,6 +2,7 @@
  * and exact top-k masks by O(n) selection. */
 #include "supermask/frl_ranking.h"
 #include "common/frl_error.h"
+#include "supermask/ranking_internal.h"
 
 #include <math.h>
 #include <string.h>
@@ -35,21 +36,12 @@ uint32_t frl_mask_dropped(uint32_t n, double keep)
     return j >= (double)n ? n : (uint32_t)j;
 }
 
-/* Order-preserving map of a float's bits to an unsigned key: negative floats
- * flip all bits, positive ones flip the sign bit. */
-static inline uint32_t float_key(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-}
-
 size_t frl_ranking_scratch_size(uint32_t n)
 {
     return (size_t)n * sizeof(uint32_t);
 }
 
-/* LSD radix sort of edge indices by float_key, 3 passes of 11/11/10 bits.
+/* LSD radix sort of edge indices by frl__float_key, 3 passes of 11/11/10 bits.
  * Each pass is stable, and pass 1 starts from index order, so ties end up by
  * index. Keys are recomputed from `scores` (a gather) instead of being stored
  * next to the indices: the scratch is 4 bytes per edge, which keeps a
@@ -65,7 +57,7 @@ int frl_ranking_from_scores(const float *scores, uint32_t n, uint32_t *ranking, 
     uint32_t hist[3][1u << 11];
     memset(hist, 0, sizeof hist);
     for (uint32_t e = 0; e < n; e++) {
-        uint32_t k = float_key(scores[e]);
+        uint32_t k = frl__float_key(scores[e]);
         hist[0][k & mask[0]]++;
         hist[1][(k >> shift[1]) & mask[1]]++;
         hist[2][k >> shift[2]]++;
@@ -96,13 +88,13 @@ int frl_ranking_from_scores(const float *scores, uint32_t n, uint32_t *ranking, 
         }
         if (!src) {
             for (uint32_t e = 0; e < n; e++) {
-                uint32_t k = float_key(scores[e]);
+                uint32_t k = frl__float_key(scores[e]);
                 dst[off[(k >> shift[p]) & mask[p]]++] = e;
             }
         } else {
             for (uint32_t r = 0; r < n; r++) {
                 uint32_t e = src[r];
-                uint32_t k = float_key(scores[e]);
+                uint32_t k = frl__float_key(scores[e]);
                 dst[off[(k >> shift[p]) & mask[p]]++] = e;
             }
         }
@@ -123,9 +115,7 @@ size_t frl_topk_scratch_size(uint32_t n)
     return (size_t)n * sizeof(uint32_t);
 }
 
-/* k-th smallest (0-based) of v[0..n) by quickselect with median-of-3 and a
- * 3-way partition (many equal keys stay linear). Reorders v. */
-static uint32_t select_kth(uint32_t *v, uint32_t n, uint32_t k)
+uint32_t frl__select_kth(uint32_t *v, uint32_t n, uint32_t k)
 {
     uint32_t lo = 0, hi = n; /* [lo, hi) holds the answer */
     while (hi - lo > 16) {
@@ -166,7 +156,7 @@ static uint32_t select_kth(uint32_t *v, uint32_t n, uint32_t k)
 
 static inline uint32_t mask_key(float s, frl_mask_rule rule)
 {
-    return rule == FRL_MASK_ABS ? float_key(fabsf(s)) : float_key(s);
+    return rule == FRL_MASK_ABS ? frl__float_key(fabsf(s)) : frl__float_key(s);
 }
 
 int frl_topk_mask(const float *scores, uint32_t n, double keep, frl_mask_rule rule, uint8_t *mask, void *scratch)
@@ -183,7 +173,7 @@ int frl_topk_mask(const float *scores, uint32_t n, double keep, frl_mask_rule ru
         keys[e] = mask_key(scores[e], rule);
     /* Threshold T = j-th smallest key; drop every key < T, and among keys
      * == T the lowest indices until j edges are dropped. */
-    uint32_t t = select_kth(keys, n, j - 1);
+    uint32_t t = frl__select_kth(keys, n, j - 1);
     uint32_t below = 0;
     for (uint32_t e = 0; e < n; e++)
         below += mask_key(scores[e], rule) < t;
@@ -217,7 +207,7 @@ int frl_mask_from_ranking(const uint32_t *ranking, const float *sorted_init, uin
      * selected on sorted_init's keys directly (same multiset). */
     for (uint32_t r = 0; r < n; r++)
         keys[r] = mask_key(sorted_init[r], rule);
-    uint32_t t = select_kth(keys, n, j - 1);
+    uint32_t t = frl__select_kth(keys, n, j - 1);
     uint32_t below = 0;
     for (uint32_t r = 0; r < n; r++)
         below += mask_key(sorted_init[r], rule) < t;

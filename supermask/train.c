@@ -11,6 +11,7 @@
 #include "supermask/frl_train.h"
 #include "common/frl_error.h"
 #include "supermask/frl_ops.h"
+#include "supermask/ranking_internal.h"
 #include "common/frl_file.h"
 
 #include <math.h>
@@ -61,54 +62,9 @@ struct frl_trainer_s {
 
 /* ------------------------------------------------------------------ keys */
 
-static inline uint32_t float_key(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-}
-
 static inline uint32_t score_key(float s, frl_mask_rule rule)
 {
-    return rule == FRL_MASK_ABS ? float_key(fabsf(s)) : float_key(s);
-}
-
-/* k-th smallest (0-based) of v[0..n), reordering v (3-way quickselect). */
-static uint32_t select_kth(uint32_t *v, uint32_t n, uint32_t k)
-{
-    uint32_t lo = 0, hi = n;
-    while (hi - lo > 16) {
-        uint32_t a = v[lo], b = v[lo + (hi - lo) / 2], c = v[hi - 1];
-        uint32_t pivot = a < b ? (b < c ? b : (a < c ? c : a)) : (a < c ? a : (b < c ? c : b));
-        uint32_t lt = lo, i = lo, gt = hi;
-        while (i < gt) {
-            uint32_t x = v[i];
-            if (x < pivot) {
-                v[i++] = v[lt];
-                v[lt++] = x;
-            } else if (x > pivot) {
-                v[i] = v[--gt];
-                v[gt] = x;
-            } else {
-                i++;
-            }
-        }
-        if (k < lt)
-            hi = lt;
-        else if (k >= gt)
-            lo = gt;
-        else
-            return pivot;
-    }
-    for (uint32_t i = lo + 1; i < hi; i++) {
-        uint32_t x = v[i], j = i;
-        while (j > lo && v[j - 1] > x) {
-            v[j] = v[j - 1];
-            j--;
-        }
-        v[j] = x;
-    }
-    return v[k];
+    return rule == FRL_MASK_ABS ? frl__float_key(fabsf(s)) : frl__float_key(s);
 }
 
 /* Exact threshold by a full selection over the layer (grad is scratch). */
@@ -117,7 +73,7 @@ static void full_select(frl_trainer_t *tr, layer_state *ls)
     uint32_t *keys = (uint32_t *)ls->grad;
     for (uint32_t e = 0; e < ls->n; e++)
         keys[e] = score_key(ls->scores[e], tr->rule);
-    uint32_t t = select_kth(keys, ls->n, ls->j - 1);
+    uint32_t t = frl__select_kth(keys, ls->n, ls->j - 1);
     uint32_t below = 0;
     for (uint32_t e = 0; e < ls->n; e++)
         below += score_key(ls->scores[e], tr->rule) < t;
@@ -142,7 +98,7 @@ static void update_threshold(frl_trainer_t *tr, layer_state *ls)
         full_select(tr, ls);
         return;
     }
-    uint32_t t = select_kth(ls->band, ls->band_n, ls->j - 1 - ls->below_lo);
+    uint32_t t = frl__select_kth(ls->band, ls->band_n, ls->j - 1 - ls->below_lo);
     uint32_t below = ls->below_lo;
     for (uint32_t i = 0; i < ls->band_n; i++)
         below += ls->band[i] < t;
