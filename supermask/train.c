@@ -29,7 +29,6 @@ typedef struct {
     int have_t;
     uint32_t delta;     /* half-width of the band, in key units */
     uint32_t *band;     /* band keys, capacity band_cap */
-    uint32_t *band_idx; /* their edge indices (to resolve ties at the threshold) */
     uint32_t band_cap;
     uint32_t band_n, below_lo; /* filled by the SGD pass */
     int band_overflow;
@@ -247,7 +246,6 @@ void frl_trainer_destroy(frl_trainer_t *tr)
         free(tr->L[l].grad);
         free(tr->L[l].weff);
         free(tr->L[l].band);
-        free(tr->L[l].band_idx);
         free(tr->L[l].dout);
     }
     for (int i = 0; i < FRL_MAX_OPS; i++) {
@@ -332,13 +330,12 @@ int frl_trainer_create(const frl_network_t *net, int max_batch, double keep, frl
         ls->weff = xalloc(tr, sizeof(float) * ls->n);
         ls->band_cap = ls->n / 128 > 4096 ? ls->n / 128 : 4096;
         ls->band = xalloc(tr, sizeof(uint32_t) * ls->band_cap);
-        ls->band_idx = xalloc(tr, sizeof(uint32_t) * ls->band_cap);
         ls->delta = 1u << 14;
         const frl_op_t *op = &s->ops[s->layers[l].op];
         ls->fused = op->kind == FRL_OP_DENSE && ls->n >= FRL_BAND_MIN_EDGES && max_batch <= 64 && op->in_c % 32 == 0;
         if (ls->fused && !(ls->dout = xalloc(tr, sizeof(float) * B * (size_t)op->out_c)))
             goto oom;
-        if (!ls->scores || !ls->mom || !ls->grad || !ls->weff || !ls->band || !ls->band_idx)
+        if (!ls->scores || !ls->mom || !ls->grad || !ls->weff || !ls->band)
             goto oom;
     }
     frl_trainer_reset_scores(tr);
@@ -577,7 +574,7 @@ static void sgd_pass(float *restrict s, float *restrict m, const float *restrict
         sgd_loop(s, m, g, bits, c, n, lr, momentum, wd, 0);
 }
 
-/* Counts keys below the band and collects the band's keys and indices.
+/* Counts keys below the band and collects the band's keys.
  * Blocks of 64 edges are first counted with branch-free (vectorised) code;
  * only blocks that hold a band key (the band is ~0.1-1% of the edges) are
  * scanned one edge at a time. */
@@ -603,10 +600,8 @@ static inline __attribute__((always_inline)) void band_loop(layer_state *ls, frl
         for (uint32_t i = 0; i < cnt; i++) {
             uint32_t k = score_key(s[base + i], rule);
             if (k - lo <= width) {
-                if (bn < cap) {
+                if (bn < cap)
                     ls->band[bn] = k;
-                    ls->band_idx[bn] = base + i;
-                }
                 bn++;
             }
         }
