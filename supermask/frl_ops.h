@@ -30,7 +30,9 @@ int frl_conv2d_backward(float *dinp, float *dweight, const float *dout, const fl
 
 /* dense: out (B, O) = inp (B, I) * weight^T, weight (O, I). */
 int frl_dense_forward(float *out, const float *inp, const float *weight, int B, int I, int O);
-/* dinp (B, I) or NULL; dweight (O, I); dout (B, O). */
+/* dinp (B, I) or NULL; dweight (O, I) or NULL; dout (B, O). inp may be
+ * NULL when dweight is, weight may be NULL when dinp is (the trainer's big
+ * dense layer asks for dinp only and fuses its weight gradient into SGD). */
 int frl_dense_backward(float *dinp, float *dweight, const float *dout, const float *inp, const float *weight, int B, int I,
                        int O);
 
