@@ -5,6 +5,9 @@
  * many elements are in flight at once. Nothing outside the arrays is
  * touched or addressed. */
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "aggregation/vote_internal.h"
 #include "common/frl_error.h"
@@ -66,7 +69,7 @@ int frl__vote_check_perm_d2(const uint32_t *a, uint32_t n, uint64_t *bitmap, con
             return FRL_EVOTE_DUPLICATE;
         }
         bitmap[v >> 6] = w | bit;
-        uint64_t d = r > ref_pos[v] ? (uint64_t)(r - ref_pos[v]) : (uint64_t)(ref_pos[v] - r);
+        uint64_t d = (uint64_t)((int64_t)r - (int64_t)ref_pos[v]); /* d * d is the same for -d: no branch */
         acc += d * d; /* d < 2^32: fits */
     }
     *d2 = acc;
@@ -159,7 +162,7 @@ FRL__DEFINE_ADD(32, uint32_t)
             bitmap[v >> 6] = bw | bit;                                                                                             \
             s[v] += w * (ST)r;                                                                                                     \
             uint32_t q = ref_pos[v];                                                                                               \
-            uint64_t d = r > q ? (uint64_t)(r - q) : (uint64_t)(q - r);                                                            \
+            uint64_t d = (uint64_t)((int64_t)r - (int64_t)q);                                                                      \
             acc += d * d;                                                                                                          \
         }                                                                                                                          \
         if (rc) {                                                                                                                  \
@@ -181,7 +184,7 @@ frl__u128 frl__vote_d2(const uint32_t *a, uint32_t n, const uint32_t *ref_pos)
     for (uint32_t r = 0; r < n; r++) {
         FRL__PREFETCH_AHEAD(ref_pos, 0);
         uint32_t q = ref_pos[a[r]];
-        uint64_t d = r > q ? (uint64_t)(r - q) : (uint64_t)(q - r);
+        uint64_t d = (uint64_t)((int64_t)r - (int64_t)q); /* squared: the sign does not matter */
         acc += d * d; /* d < 2^32: fits */
     }
     return acc;
@@ -201,63 +204,185 @@ double frl__vote_rho(frl__u128 d2, uint32_t n)
     return rho;
 }
 
-/* Partitioned add for large layers (see vote_internal.h). Pass 1 reads the
- * ranking once and writes (r, e) pairs into FRL__VOTE_PART_BUCKETS
- * contiguous buckets by the high bits of e; pass 2 applies each bucket,
- * whose slice of S (and of ref_pos) fits in L2. With a valid permutation
- * every bucket receives exactly as many pairs as it covers edges, so the
- * buckets' places are known without counting, and a bucket that overflows
- * proves a duplicate. */
-int frl__vote_add_part32(uint32_t *s, const uint32_t *a, uint32_t n, uint32_t w, int check, uint64_t *bitmap, uint64_t *pairs,
-                         const uint32_t *ref_pos, frl__u128 *d2)
+/* Partitioned add for large layers (see vote_internal.h).
+ *
+ * Pass 1 reads the ranking once and sends each (r, e) to bucket e >> 16,
+ * whose 2^16 edges own the places [b << 16, (b + 1) << 16) of `pairs`: with
+ * a valid permutation every bucket receives exactly as many pairs as it
+ * covers edges, so places are known without counting, and a bucket that
+ * overflows proves a bad ranking. A pair is one uint32, (e & 0xffff) << 16 |
+ * (r & 0xffff): r's high bits are the chunk of 2^16 positions it came from,
+ * and the bucket cursors are recorded at every chunk's end, so pass 2 knows
+ * them. Stores go through a 64-byte buffer per bucket and leave it as
+ * whole cache lines (non-temporal where SSE2 is there): many buckets can be
+ * written without the store path falling off a cliff.
+ *
+ * Pass 2 applies each bucket, whose 256 KB slices of S and of ref_pos stay
+ * in L2; the next bucket's slices are prefetched on the way. */
+#define PART_SH 14 /* edges per bucket: 2^14, 64 KB slices */
+#define PART_W (1u << PART_SH)
+#define PART_CB (32 - PART_SH) /* positions per chunk: 2^18 */
+#define PART_CW (1u << PART_CB)
+#define PART_LINE 16 /* uint32 per 64-byte line */
+
+static inline void part_flush_line(uint32_t *dst, const uint32_t *src)
 {
-    int top = n > 1 ? 32 - __builtin_clz(n - 1) : 1;
-    int sh = top > FRL__VOTE_PART_BITS ? top - FRL__VOTE_PART_BITS : 0;
-    uint32_t nb = ((n - 1) >> sh) + 1;
-    uint32_t cur[1u << FRL__VOTE_PART_BITS], end[1u << FRL__VOTE_PART_BITS];
-    for (uint32_t b = 0; b < nb; b++) {
-        cur[b] = b << sh;
-        end[b] = b + 1 < nb ? (b + 1) << sh : n;
-    }
-    for (uint32_t r = 0; r < n; r++) {
-        uint32_t e = a[r];
-        if (check && e >= n)
-            return 1;
-        uint32_t b = e >> sh;
-        if (check && cur[b] == end[b])
-            return 1;
-        pairs[cur[b]++] = ((uint64_t)r << 32) | e;
-    }
-    frl__u128 acc = 0;
-    for (uint32_t b = 0; b < nb; b++) {
-        uint32_t lo = b << sh, hi = end[b];
-        if (check)
-            memset(bitmap, 0, frl__vote_bitmap_bytes(hi - lo));
-        for (uint32_t j = lo; j < hi; j++) {
-            uint64_t x = pairs[j];
-            uint32_t e = (uint32_t)x, r = (uint32_t)(x >> 32);
-            if (check) {
-                uint32_t el = e - lo;
-                uint64_t bit = (uint64_t)1 << (el & 63);
-                uint64_t bw = bitmap[el >> 6];
-                if (bw & bit) {
-                    /* Undo pairs [0, j): every bucket before, and this one's
-                     * first part; they are contiguous. */
-                    for (uint32_t k = 0; k < j; k++)
-                        s[(uint32_t)pairs[k]] -= w * (uint32_t)(pairs[k] >> 32);
-                    return 1;
-                }
-                bitmap[el >> 6] = bw | bit;
-            }
-            s[e] += w * r;
-            if (ref_pos) {
-                uint32_t q = ref_pos[e];
-                uint64_t d = r > q ? (uint64_t)(r - q) : (uint64_t)(q - r);
-                acc += d * d;
+#if defined(__SSE2__)
+    const __m128i *in = (const __m128i *)src;
+    __m128i *out = (__m128i *)dst;
+    _mm_stream_si128(out, _mm_load_si128(in));
+    _mm_stream_si128(out + 1, _mm_load_si128(in + 1));
+    _mm_stream_si128(out + 2, _mm_load_si128(in + 2));
+    _mm_stream_si128(out + 3, _mm_load_si128(in + 3));
+#else
+    memcpy(dst, src, PART_LINE * sizeof *dst);
+#endif
+}
+
+size_t frl__vote_part_scratch_size(uint32_t n)
+{
+    size_t nb = ((size_t)(n ? n - 1 : 0) >> PART_SH) + 1, nc = ((size_t)(n ? n - 1 : 0) >> PART_CB) + 1;
+    return ((size_t)n + 16) * 4 + 64 + nb * nc * 4;
+}
+
+/* Pass 2 over buckets [0, nb): sign +1 applies; on a bitmap hit (check) it
+ * stops at the duplicate and returns 1, and apply_undo takes back exactly
+ * what was applied. */
+static void part_undo(uint32_t *s, const uint32_t *pairs, const uint32_t *bounds, uint32_t nb, uint32_t nchunks, uint32_t w,
+                      uint32_t stop_b, uint32_t stop_j)
+{
+    for (uint32_t b = 0; b <= stop_b && b < nb; b++) {
+        uint32_t *sb = s + ((size_t)b << PART_SH);
+        uint32_t j = b << PART_SH;
+        for (uint32_t c = 0; c < nchunks; c++) {
+            uint32_t hi = bounds[(size_t)c * nb + b];
+            if (b == stop_b && hi > stop_j)
+                hi = stop_j;
+            uint32_t rbase = c << PART_CB;
+            for (; j < hi; j++) {
+                uint32_t x = pairs[j];
+                sb[x >> PART_CB] -= w * (rbase | (x & (PART_CW - 1)));
             }
         }
+    }
+}
+
+/* Pass 1 (see above). Returns 1 on a value out of range or a bucket
+ * overflow (check only); nothing has been added then. */
+static inline __attribute__((always_inline)) int part_pass1(const uint32_t *a, uint32_t n, const int check, uint32_t nb,
+                                                           uint32_t *pairs, uint32_t *bounds, uint32_t *cur, uint32_t *end)
+{
+    _Alignas(64) uint32_t buf[FRL__VOTE_PART_MAX_BUCKETS][PART_LINE];
+    for (uint32_t b = 0; b < nb; b++) {
+        cur[b] = b << PART_SH;
+        end[b] = b + 1 < nb ? (b + 1) << PART_SH : n;
+    }
+    uint32_t nc = ((n - 1) >> PART_CB) + 1;
+    for (uint32_t c = 0; c < nc; c++) {
+        uint32_t r0 = c << PART_CB, r1 = c + 1 < nc ? r0 + PART_CW : n;
+        for (uint32_t r = r0; r < r1; r++) {
+            uint32_t e = a[r];
+            if (check && e >= n)
+                return 1;
+            uint32_t b = e >> PART_SH;
+            uint32_t p = cur[b];
+            if (check && p == end[b])
+                return 1;
+            buf[b][p & (PART_LINE - 1)] = ((e & (PART_W - 1)) << PART_CB) | (r & (PART_CW - 1));
+            cur[b] = ++p;
+            if ((p & (PART_LINE - 1)) == 0)
+                part_flush_line(pairs + p - PART_LINE, buf[b]);
+        }
+        memcpy(bounds + (size_t)c * nb, cur, nb * sizeof *cur);
+    }
+    /* The partly filled last line of each bucket. */
+    for (uint32_t b = 0; b < nb; b++) {
+        uint32_t p = cur[b], k = p & (PART_LINE - 1);
+        if (k)
+            memcpy(pairs + p - k, buf[b], k * sizeof *pairs);
+    }
+#if defined(__SSE2__)
+    _mm_sfence(); /* the streamed lines are visible to the loads that follow */
+#endif
+    return 0;
+}
+
+/* Pass 2 (see above), specialised by the constant flags. */
+static inline __attribute__((always_inline)) int part_pass2(uint32_t *s, uint32_t n, uint32_t w, const int check, uint64_t *bitmap,
+                                                           const uint32_t *pairs, const uint32_t *bounds, uint32_t nb,
+                                                           const uint32_t *ref_pos, frl__u128 *d2)
+{
+    frl__u128 acc = 0;
+    for (uint32_t b = 0; b < nb; b++) {
+        uint32_t lo = b << PART_SH, len = b + 1 < nb ? PART_W : n - lo;
+        uint32_t *sb = s + lo;
+        const uint32_t *qb = ref_pos ? ref_pos + lo : NULL;
+        /* The next bucket's slices, one line of each every 16 pairs:
+         * touched in random order they would miss once per line. */
+        uint32_t next = b + 1 < nb ? (b + 2 < nb ? PART_W : n - lo - PART_W) : 0;
+        const uint32_t *pf_s = next ? s + lo + PART_W : s, *pf_q = ref_pos && next ? ref_pos + lo + PART_W : ref_pos;
+        if (check)
+            memset(bitmap, 0, frl__vote_bitmap_bytes(len));
+        uint64_t bacc = 0; /* < 2^14 squares of values < 2^23: fits */
+        uint32_t j = lo, nc = ((n - 1) >> PART_CB) + 1;
+        for (uint32_t c = 0; c < nc; c++) {
+            uint32_t hi = bounds[(size_t)c * nb + b];
+            uint32_t rbase = c << PART_CB;
+            for (; j < hi; j++) {
+                uint32_t k = j - lo;
+                if ((k & (PART_LINE - 1)) == 0 && k < next) {
+                    __builtin_prefetch(pf_s + k, 1, 1);
+                    if (ref_pos)
+                        __builtin_prefetch(pf_q + k, 0, 1);
+                }
+                uint32_t x = pairs[j];
+                uint32_t el = x >> PART_CB, r = rbase | (x & (PART_CW - 1));
+                if (check) {
+                    uint64_t bit = (uint64_t)1 << (el & 63);
+                    uint64_t bw = bitmap[el >> 6];
+                    if (bw & bit) {
+                        part_undo(s, pairs, bounds, nb, nc, w, b, j);
+                        return 1;
+                    }
+                    bitmap[el >> 6] = bw | bit;
+                }
+                sb[el] += w * r;
+                if (ref_pos) {
+                    uint32_t q = qb[el];
+                    uint64_t d = (uint64_t)((int64_t)r - (int64_t)q); /* squared: the sign does not matter */
+                    bacc += d * d;
+                }
+            }
+        }
+        acc += bacc;
     }
     if (d2)
         *d2 = acc;
     return 0;
+}
+
+#define FRL__DEFINE_PART(NAME, CHECK, REF)                                                                                         \
+    static int NAME(uint32_t *s, const uint32_t *a, uint32_t n, uint32_t w, uint64_t *bitmap, uint32_t *pairs, uint32_t *bounds,   \
+                    const uint32_t *ref_pos, frl__u128 *d2)                                                                        \
+    {                                                                                                                              \
+        uint32_t nb = ((n - 1) >> PART_SH) + 1, cur[FRL__VOTE_PART_MAX_BUCKETS], end[FRL__VOTE_PART_MAX_BUCKETS];                  \
+        if (part_pass1(a, n, CHECK, nb, pairs, bounds, cur, end))                                                                  \
+            return 1;                                                                                                              \
+        return part_pass2(s, n, w, CHECK, bitmap, pairs, bounds, nb, REF ? ref_pos : NULL, d2);                                    \
+    }
+FRL__DEFINE_PART(part_add, 0, 0)
+FRL__DEFINE_PART(part_add_checked, 1, 0)
+FRL__DEFINE_PART(part_add_checked_d2, 1, 1)
+FRL__DEFINE_PART(part_add_d2, 0, 1)
+
+int frl__vote_add_part32(uint32_t *s, const uint32_t *a, uint32_t n, uint32_t w, int check, uint64_t *bitmap, void *scratch,
+                         const uint32_t *ref_pos, frl__u128 *d2)
+{
+    uint32_t *pairs = (uint32_t *)scratch;
+    uint32_t *bounds = pairs + (((size_t)n + 15) & ~(size_t)15) + 16;
+    if (check)
+        return ref_pos ? part_add_checked_d2(s, a, n, w, bitmap, pairs, bounds, ref_pos, d2)
+                       : part_add_checked(s, a, n, w, bitmap, pairs, bounds, NULL, d2);
+    return ref_pos ? part_add_d2(s, a, n, w, bitmap, pairs, bounds, ref_pos, d2)
+                   : part_add(s, a, n, w, bitmap, pairs, bounds, NULL, d2);
 }

@@ -67,7 +67,7 @@ void frl_vote_round_destroy(frl_vote_round_t *vr)
     frl_vote_tally_destroy(vr->tally);
     frl_vote_trim_destroy(vr->trim);
     free(vr->bitmap);
-    free(vr->ref_pos);
+    frl__vote_free_big(vr->ref_pos);
     free(vr->clients);
     free(vr);
 }

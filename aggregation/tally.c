@@ -29,7 +29,7 @@ struct frl_vote_tally_s {
     uint64_t votes;          /* votes added */
     uint64_t weight;         /* sum of their weights */
     uint64_t *bitmap;        /* validation scratch for the largest layer */
-    void *sort_buf;          /* frl_vote_argsort_scratch_size(max_layer_edges) */
+    void *sort_buf;          /* argsort and partitioned-add scratch, largest layer */
 };
 
 int frl_vote_tally_create(const frl_vote_layout_t *layout, frl_vote_tally_t **out)
@@ -49,7 +49,12 @@ int frl_vote_tally_create(const frl_vote_layout_t *layout, frl_vote_tally_t **ou
     t->sums = frl__vote_calloc_big(sums_bytes);
     t->pending = frl__vote_calloc_big(sums_bytes / 2);
     t->bitmap = malloc(frl_vote_validate_scratch_size(layout));
-    t->sort_buf = frl__vote_calloc_big(frl_vote_argsort_scratch_size(layout->max_layer_edges));
+    size_t sort_bytes = frl_vote_argsort_scratch_size(layout->max_layer_edges);
+    if (layout->max_layer_edges <= FRL__VOTE_PART_MAX) {
+        size_t part_bytes = frl__vote_part_scratch_size((uint32_t)layout->max_layer_edges);
+        sort_bytes = part_bytes > sort_bytes ? part_bytes : sort_bytes;
+    }
+    t->sort_buf = frl__vote_calloc_big(sort_bytes);
     if (!t->sums || !t->pending || !t->bitmap || !t->sort_buf)
         goto fail;
     *out = t;
@@ -63,10 +68,10 @@ void frl_vote_tally_destroy(frl_vote_tally_t *t)
 {
     if (!t)
         return;
-    free(t->sums);
-    free(t->pending);
+    frl__vote_free_big(t->sums);
+    frl__vote_free_big(t->pending);
     free(t->bitmap);
-    free(t->sort_buf);
+    frl__vote_free_big(t->sort_buf);
     free(t);
 }
 
@@ -140,9 +145,9 @@ int frl_vote_tally_add_valid(frl_vote_tally_t *t, const uint32_t *ranking, uint3
     if (t->last_pending) {
         for (int l = 0; l < L->n_layers; l++) {
             uint32_t n = L->n_edges[l];
-            if (n >= FRL__VOTE_PART_MIN)
-                (void)frl__vote_add_part32(t->pending + L->offset[l], ranking + L->offset[l], n, weight, 0, NULL,
-                                           (uint64_t *)t->sort_buf, NULL, NULL);
+            if (n >= FRL__VOTE_PART_MIN && n <= FRL__VOTE_PART_MAX)
+                (void)frl__vote_add_part32(t->pending + L->offset[l], ranking + L->offset[l], n, weight, 0, NULL, t->sort_buf,
+                                           NULL, NULL);
             else
                 frl__vote_add32(t->pending + L->offset[l], ranking + L->offset[l], n, weight);
         }
@@ -181,9 +186,9 @@ int frl__vote_tally_add_agree(frl_vote_tally_t *t, const uint32_t *ranking, int 
         uint64_t off = L->offset[l];
         uint32_t n = L->n_edges[l];
         frl__u128 d2 = 0;
-        if (pend && n >= FRL__VOTE_PART_MIN) {
+        if (pend && n >= FRL__VOTE_PART_MIN && n <= FRL__VOTE_PART_MAX) {
             /* Large layer: partitioned add (the sort scratch holds the pairs). */
-            if (frl__vote_add_part32(t->pending + off, ranking + off, n, weight, 1, t->bitmap, (uint64_t *)t->sort_buf,
+            if (frl__vote_add_part32(t->pending + off, ranking + off, n, weight, 1, t->bitmap, t->sort_buf,
                                      ref_pos ? ref_pos + off : NULL, &d2)) {
                 rc = frl__vote_check_perm(ranking + off, n, t->bitmap, &bad_index, &bad_value);
                 if (rc == 0) /* cannot happen: a failed partition proves a bad value */

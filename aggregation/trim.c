@@ -70,10 +70,10 @@ void frl_vote_trim_destroy(frl_vote_trim_t *tr)
 {
     if (!tr)
         return;
-    free(tr->pos);
+    frl__vote_free_big(tr->pos);
     free(tr->col);
-    free(tr->tsums);
-    free(tr->sort_buf);
+    frl__vote_free_big(tr->tsums);
+    frl__vote_free_big(tr->sort_buf);
     free(tr);
 }
 

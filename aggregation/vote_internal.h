@@ -43,13 +43,15 @@ static inline int frl__vote_mul_size(size_t a, size_t b, size_t *out)
     return 0;
 }
 
-/* Large O(edges) arrays: 2 MiB-aligned and, where the kernel offers it,
- * backed by transparent huge pages (madvise), because the tally's scattered
- * adds and the radix sort's scatter passes are bound by TLB misses on 4 KiB
- * pages. Falls back to malloc. Free with free(). Never zeroed. */
+/* Large O(edges) arrays: 64-byte aligned, each at its own offset from a
+ * cache-set boundary (alloc.c) and, where the kernel offers it, backed by
+ * transparent huge pages (madvise), because the radix sort's scatter
+ * passes are bound by TLB misses on 4 KiB pages. Free with
+ * frl__vote_free_big (not free()). Never zeroed. */
 void *frl__vote_alloc_big(size_t bytes);
 /* The same, zeroed. */
 void *frl__vote_calloc_big(size_t bytes);
+void frl__vote_free_big(void *p);
 
 /* Per-layer kernels (kernels.c). All are single sequential passes over
  * the ranking `a` (n elements); the scattered accesses they make (the
@@ -86,21 +88,23 @@ int frl__vote_add_checked_d2(uint64_t *s, const uint32_t *a, uint32_t n, uint64_
 int frl__vote_add_checked_d232(uint32_t *s, const uint32_t *a, uint32_t n, uint32_t w, uint64_t *bitmap, const uint32_t *ref_pos,
                                frl__u128 *d2, int64_t *bad_index, uint64_t *bad_value);
 
-/* Partitioned add into uint32 sums, for layers of at least
- * FRL__VOTE_PART_MIN edges: S[a[r]] += w * r (and, with ref_pos, *d2 as
- * above) in two cache-friendly passes through `pairs` (n uint64 of
- * scratch) instead of n scattered read-modify-writes over the whole layer.
- * At most 2^FRL__VOTE_PART_BITS buckets: measured on this project's VM, a
- * pass that writes more than 32 streams falls off a cliff (3 ms per 1.6 M
- * items at 32, 12-15 ms at 128 and more), and the scattered adds cost more
- * than both passes together (about 16 ms against 31 ms, or 22 ms with
- * prefetching, for lenet's big layer on the loaded VM). With `check`, the
- * ranking is verified on the way (`bitmap` needs bits for the largest
- * bucket, at most n); on any failure it returns 1 with S exactly as before, and
- * the caller finds the first bad position with frl__vote_check_perm. */
-#define FRL__VOTE_PART_BITS 5
+/* Partitioned add into uint32 sums, for layers of FRL__VOTE_PART_MIN to
+ * FRL__VOTE_PART_MAX edges: S[a[r]] += w * r (and, with ref_pos, *d2 as
+ * above) in two cache-friendly passes through `scratch`
+ * (frl__vote_part_scratch_size(n) bytes, 64-byte aligned) instead of n
+ * scattered read-modify-writes over the whole layer: buckets of 2^16 edges
+ * (at most FRL__VOTE_PART_MAX_BUCKETS), pairs packed in one uint32 (see
+ * kernels.c). Measured on this project's VM for lenet's 1.6 M-edge layer:
+ * the plain prefetched scatter costs about 15 ms, the partitioned add
+ * about 4. With `check`, the ranking is verified on the way (`bitmap`
+ * needs frl__vote_bitmap_bytes(2^16)); on any failure it returns 1 with S
+ * exactly as before, and the caller finds the first bad position with
+ * frl__vote_check_perm. */
 #define FRL__VOTE_PART_MIN 65536u
-int frl__vote_add_part32(uint32_t *s, const uint32_t *a, uint32_t n, uint32_t w, int check, uint64_t *bitmap, uint64_t *pairs,
+#define FRL__VOTE_PART_MAX_BUCKETS 512u
+#define FRL__VOTE_PART_MAX (FRL__VOTE_PART_MAX_BUCKETS << 14)
+size_t frl__vote_part_scratch_size(uint32_t n);
+int frl__vote_add_part32(uint32_t *s, const uint32_t *a, uint32_t n, uint32_t w, int check, uint64_t *bitmap, void *scratch,
                          const uint32_t *ref_pos, frl__u128 *d2);
 
 /* tally.c, for the round keeper. frl_vote_tally_add that also measures the

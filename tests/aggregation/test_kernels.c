@@ -1,0 +1,165 @@
+/* The vote's internal fast kernels against naive versions: the partitioned
+ * add (buckets of 2^14 edges, uint32 pairs, write-combined) and the
+ * write-combining radix sort of the pending uint32 sums. Sizes straddle
+ * bucket and chunk boundaries; outputs start at every alignment. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "aggregation/frl_vote.h"
+#include "aggregation/vote_internal.h"
+#include "tests/aggregation/vote_test_util.h"
+
+static const uint32_t k_sizes[] = {65536, 65537, 100003, (1u << 18) + 5, 3u << 18};
+
+static void shuffled(frl_rng_t *rng, uint32_t *a, uint32_t n)
+{
+    tu_identity(a, n);
+    frl_rng_shuffle_u32(rng, a, n);
+}
+
+/* S[a[r]] += w r and sum (r - ref[a[r]])^2, bit for bit, for each flag combination. */
+static void test_partitioned_add_equals_the_naive_scatter(void **state)
+{
+    (void)state;
+    frl_rng_t rng;
+    tu_rng(&rng, 21, 0);
+    for (size_t si = 0; si < sizeof k_sizes / sizeof *k_sizes; si++) {
+        uint32_t n = k_sizes[si];
+        uint32_t *a = malloc(n * sizeof *a), *ref = malloc(n * sizeof *ref), *s = malloc(n * sizeof *s),
+                 *want = malloc(n * sizeof *want);
+        uint64_t *bitmap = malloc(frl__vote_bitmap_bytes(n));
+        void *scratch = frl__vote_alloc_big(frl__vote_part_scratch_size(n));
+        assert_non_null(a);
+        assert_non_null(ref);
+        assert_non_null(s);
+        assert_non_null(want);
+        assert_non_null(bitmap);
+        assert_non_null(scratch);
+        shuffled(&rng, ref, n); /* positions of some reference ranking */
+        for (uint32_t e = 0; e < n; e++)
+            s[e] = want[e] = frl_rng_u32(&rng) & 0xffff;
+        for (int mode = 0; mode < 4; mode++) {
+            int check = mode & 1, with_ref = mode >> 1;
+            uint32_t w = 1 + (uint32_t)mode * 3;
+            shuffled(&rng, a, n);
+            frl__u128 d2_want = 0, d2 = 12345;
+            for (uint32_t r = 0; r < n; r++) {
+                want[a[r]] += w * r;
+                int64_t d = (int64_t)r - (int64_t)ref[a[r]];
+                d2_want += (frl__u128)(uint64_t)(d * d);
+            }
+            assert_int_equal(frl__vote_add_part32(s, a, n, w, check, bitmap, scratch, with_ref ? ref : NULL, &d2), 0);
+            assert_memory_equal(s, want, n * sizeof *s);
+            if (with_ref)
+                assert_true(d2 == d2_want);
+        }
+        free(a);
+        free(ref);
+        free(s);
+        free(want);
+        free(bitmap);
+        frl__vote_free_big(scratch);
+    }
+}
+
+/* A bad ranking is refused wherever the fault sits (first bucket, last
+ * bucket, last position), and the sums are left exactly as they were. */
+static void test_partitioned_add_refuses_bad_rankings_without_a_trace(void **state)
+{
+    (void)state;
+    frl_rng_t rng;
+    tu_rng(&rng, 22, 0);
+    const uint32_t n = 100003;
+    uint32_t *a = malloc(n * sizeof *a), *ref = malloc(n * sizeof *ref), *s = malloc(n * sizeof *s),
+             *keep = malloc(n * sizeof *keep);
+    uint64_t *bitmap = malloc(frl__vote_bitmap_bytes(n));
+    void *scratch = frl__vote_alloc_big(frl__vote_part_scratch_size(n));
+    assert_non_null(a);
+    assert_non_null(ref);
+    assert_non_null(s);
+    assert_non_null(keep);
+    assert_non_null(bitmap);
+    assert_non_null(scratch);
+    shuffled(&rng, ref, n);
+    for (uint32_t e = 0; e < n; e++)
+        s[e] = keep[e] = frl_rng_u32(&rng);
+    for (int fault = 0; fault < 6; fault++) {
+        shuffled(&rng, a, n);
+        uint32_t at = fault < 3 ? 0 : n - 1;
+        uint32_t other = fault < 3 ? n - 1 : 0;
+        if (fault % 3 == 0)
+            a[at] = n; /* out of range */
+        else if (fault % 3 == 1)
+            a[at] = a[other]; /* duplicate of a far position */
+        else
+            a[at] = a[at ^ 1]; /* duplicate of a neighbour */
+        for (int with_ref = 0; with_ref < 2; with_ref++) {
+            frl__u128 d2 = 0;
+            assert_int_equal(frl__vote_add_part32(s, a, n, 7, 1, bitmap, scratch, with_ref ? ref : NULL, &d2), 1);
+            assert_memory_equal(s, keep, n * sizeof *s);
+        }
+    }
+    free(a);
+    free(ref);
+    free(s);
+    free(keep);
+    free(bitmap);
+    frl__vote_free_big(scratch);
+}
+
+/* The uint32 sorts (narrow two-pass, write-combining 8-bit digits, one
+ * active pass) equal a naive stable sort for key widths 1..32, output at
+ * each 4-byte alignment within a cache line. */
+static void test_u32_argsort_equals_the_naive_sort_at_every_width_and_alignment(void **state)
+{
+    (void)state;
+    frl_rng_t rng;
+    tu_rng(&rng, 23, 0);
+    const uint32_t sizes[] = {64, 1000, 70001};
+    for (size_t si = 0; si < 3; si++) {
+        uint32_t n = sizes[si];
+        uint32_t *k = malloc(n * sizeof *k), *out = malloc((n + 16) * sizeof *out), *want = malloc(n * sizeof *want);
+        uint64_t *k64 = malloc(n * sizeof *k64);
+        void *scratch = frl__vote_alloc_big(frl_vote_argsort_scratch_size(n));
+        assert_non_null(k);
+        assert_non_null(out);
+        assert_non_null(want);
+        assert_non_null(k64);
+        assert_non_null(scratch);
+        for (int bits = 1; bits <= 32; bits++) {
+            uint32_t max = bits == 32 ? UINT32_MAX : (1u << bits) - 1;
+            for (uint32_t i = 0; i < n; i++) {
+                uint32_t v = frl_rng_u32(&rng) & max;
+                if (bits > 12 && i % 3 == 0)
+                    v &= ~0xffu; /* many keys share their low digit */
+                k[i] = v;
+                k64[i] = v;
+            }
+            tu_argsort_naive(k64, n, want);
+            uint32_t off = (uint32_t)bits % 16u;
+            frl__vote_argsort_bounded_u32(k, n, max, out + off, scratch);
+            assert_memory_equal(out + off, want, n * sizeof *want);
+        }
+        free(k);
+        free(out);
+        free(want);
+        free(k64);
+        frl__vote_free_big(scratch);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_partitioned_add_equals_the_naive_scatter),
+        cmocka_unit_test(test_partitioned_add_refuses_bad_rankings_without_a_trace),
+        cmocka_unit_test(test_u32_argsort_equals_the_naive_sort_at_every_width_and_alignment),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
