@@ -245,9 +245,9 @@ size_t frl__vote_part_scratch_size(uint32_t n)
     return ((size_t)n + 16) * 4 + 64 + nb * nc * 4;
 }
 
-/* Pass 2 over buckets [0, nb): sign +1 applies; on a bitmap hit (check) it
- * stops at the duplicate and returns 1, and apply_undo takes back exactly
- * what was applied. */
+/* Takes back what pass 2 applied: every bucket before stop_b, and the
+ * pairs of bucket stop_b before place stop_j (uint32 arithmetic is
+ * modular, so S ends bit for bit as it was). */
 static void part_undo(uint32_t *s, const uint32_t *pairs, const uint32_t *bounds, uint32_t nb, uint32_t nchunks, uint32_t w,
                       uint32_t stop_b, uint32_t stop_j)
 {
@@ -307,6 +307,19 @@ static inline __attribute__((always_inline)) int part_pass1(const uint32_t *a, u
     return 0;
 }
 
+/* Are bits [0, len) of bitmap all set? */
+static int part_bits_full(const uint64_t *bitmap, uint32_t len)
+{
+    uint64_t all = ~(uint64_t)0;
+    uint32_t w = len >> 6;
+    for (uint32_t i = 0; i < w; i++)
+        all &= bitmap[i];
+    if (all != ~(uint64_t)0)
+        return 0;
+    uint32_t rest = len & 63;
+    return rest == 0 || (bitmap[w] | (~(uint64_t)0 << rest)) == ~(uint64_t)0;
+}
+
 /* Pass 2 (see above), specialised by the constant flags. */
 static inline __attribute__((always_inline)) int part_pass2(uint32_t *s, uint32_t n, uint32_t w, const int check, uint64_t *bitmap,
                                                            const uint32_t *pairs, const uint32_t *bounds, uint32_t nb,
@@ -324,35 +337,41 @@ static inline __attribute__((always_inline)) int part_pass2(uint32_t *s, uint32_
         if (check)
             memset(bitmap, 0, frl__vote_bitmap_bytes(len));
         uint64_t bacc = 0; /* < 2^14 squares of values < 2^23: fits */
-        uint32_t j = lo, nc = ((n - 1) >> PART_CB) + 1;
+        uint32_t j = lo, nc = ((n - 1) >> PART_CB) + 1, pf_k = 0;
         for (uint32_t c = 0; c < nc; c++) {
             uint32_t hi = bounds[(size_t)c * nb + b];
             uint32_t rbase = c << PART_CB;
-            for (; j < hi; j++) {
-                uint32_t k = j - lo;
-                if ((k & (PART_LINE - 1)) == 0 && k < next) {
-                    __builtin_prefetch(pf_s + k, 1, 1);
+            /* Blocks of 16 pairs, one line of each next slice per block. */
+            for (;;) {
+                uint32_t stop = hi - j >= PART_LINE ? j + PART_LINE : hi;
+                if (j == stop)
+                    break;
+                if (pf_k < next) {
+                    __builtin_prefetch(pf_s + pf_k, 1);
                     if (ref_pos)
-                        __builtin_prefetch(pf_q + k, 0, 1);
+                        __builtin_prefetch(pf_q + pf_k, 0);
+                    pf_k += PART_LINE;
                 }
-                uint32_t x = pairs[j];
-                uint32_t el = x >> PART_CB, r = rbase | (x & (PART_CW - 1));
-                if (check) {
-                    uint64_t bit = (uint64_t)1 << (el & 63);
-                    uint64_t bw = bitmap[el >> 6];
-                    if (bw & bit) {
-                        part_undo(s, pairs, bounds, nb, nc, w, b, j);
-                        return 1;
+                for (; j < stop; j++) {
+                    uint32_t x = pairs[j];
+                    uint32_t el = x >> PART_CB, r = rbase | (x & (PART_CW - 1));
+                    if (check)
+                        bitmap[el >> 6] |= (uint64_t)1 << (el & 63);
+                    sb[el] += w * r;
+                    if (ref_pos) {
+                        uint32_t q = qb[el];
+                        uint64_t d = (uint64_t)((int64_t)r - (int64_t)q); /* squared: the sign does not matter */
+                        bacc += d * d;
                     }
-                    bitmap[el >> 6] = bw | bit;
-                }
-                sb[el] += w * r;
-                if (ref_pos) {
-                    uint32_t q = qb[el];
-                    uint64_t d = (uint64_t)((int64_t)r - (int64_t)q); /* squared: the sign does not matter */
-                    bacc += d * d;
                 }
             }
+        }
+        /* Pass 1 proved the bucket holds exactly len pairs, all in
+         * range; a duplicate leaves a bit unset. Then everything applied
+         * so far is taken back. */
+        if (check && !part_bits_full(bitmap, len)) {
+            part_undo(s, pairs, bounds, nb, nc, w, b, lo + len);
+            return 1;
         }
         acc += bacc;
     }

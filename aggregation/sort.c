@@ -393,14 +393,36 @@ static void argsort_u32_wc(const uint32_t *keys, uint32_t n, int bits, uint32_t 
 {
     int passes = (bits + WC_BITS - 1) / WC_BITS;
     int digit = (bits + passes - 1) / passes; /* equal widths, <= 8 */
-    uint32_t hist[4][WC_NB];
+    /* Two copies of every histogram, for even and odd i: the sums' high
+     * digits are bunched (a sum of votes is bell-shaped), and one copy
+     * would make each increment wait for the last one to the same bin. */
+    uint32_t hist[4][WC_NB], hist2[4][WC_NB];
     memset(hist, 0, sizeof hist);
+    memset(hist2, 0, sizeof hist2);
     const uint32_t mask = (1u << digit) - 1;
-    for (uint32_t i = 0; i < n; i++) {
-        uint32_t k = keys[i];
-        for (int p = 0; p < passes; p++)
-            hist[p][(k >> (p * digit)) & mask]++;
+    const int d1 = digit, d2 = 2 * digit, d3 = 3 * digit;
+    uint32_t i = 0;
+    for (; i + 1 < n; i += 2) {
+        uint32_t k = keys[i], k2 = keys[i + 1];
+        hist[0][k & mask]++;
+        hist2[0][k2 & mask]++;
+        hist[1][(k >> d1) & mask]++; /* passes >= 2: bits > 2 * RADIX_MAX_BITS */
+        hist2[1][(k2 >> d1) & mask]++;
+        if (passes >= 3) {
+            hist[2][(k >> d2) & mask]++;
+            hist2[2][(k2 >> d2) & mask]++;
+        }
+        if (passes >= 4) {
+            hist[3][(k >> d3) & mask]++;
+            hist2[3][(k2 >> d3) & mask]++;
+        }
     }
+    for (; i < n; i++)
+        for (int p = 0; p < passes; p++)
+            hist[p][(keys[i] >> (p * digit)) & mask]++;
+    for (int p = 0; p < passes; p++)
+        for (uint32_t b = 0; b < WC_NB; b++)
+            hist[p][b] += hist2[p][b];
     int act[4], na = 0;
     for (int p = 0; p < passes; p++) {
         if (hist[p][(keys[0] >> (p * digit)) & mask] == n)
