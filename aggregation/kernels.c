@@ -321,7 +321,8 @@ static int part_bits_full(const uint64_t *bitmap, uint32_t len)
 }
 
 /* Pass 2 (see above), specialised by the constant flags. */
-static inline __attribute__((always_inline)) int part_pass2(uint32_t *s, uint32_t n, uint32_t w, const int check, uint64_t *bitmap,
+static inline __attribute__((always_inline)) int part_pass2(uint32_t *s, uint32_t n, uint32_t w, const int check, const int assign,
+                                                           uint64_t *bitmap,
                                                            const uint32_t *pairs, const uint32_t *bounds, uint32_t nb,
                                                            const uint32_t *ref_pos, frl__u128 *d2)
 {
@@ -357,7 +358,10 @@ static inline __attribute__((always_inline)) int part_pass2(uint32_t *s, uint32_
                     uint32_t el = x >> PART_CB, r = rbase | (x & (PART_CW - 1));
                     if (check)
                         bitmap[el >> 6] |= (uint64_t)1 << (el & 63);
-                    sb[el] += w * r;
+                    if (assign)
+                        sb[el] = r;
+                    else
+                        sb[el] += w * r;
                     if (ref_pos) {
                         uint32_t q = qb[el];
                         uint64_t d = (uint64_t)((int64_t)r - (int64_t)q); /* squared: the sign does not matter */
@@ -380,19 +384,20 @@ static inline __attribute__((always_inline)) int part_pass2(uint32_t *s, uint32_
     return 0;
 }
 
-#define FRL__DEFINE_PART(NAME, CHECK, REF)                                                                                         \
+#define FRL__DEFINE_PART(NAME, CHECK, REF, ASSIGN)                                                                                 \
     static int NAME(uint32_t *s, const uint32_t *a, uint32_t n, uint32_t w, uint64_t *bitmap, uint32_t *pairs, uint32_t *bounds,   \
                     const uint32_t *ref_pos, frl__u128 *d2)                                                                        \
     {                                                                                                                              \
         uint32_t nb = ((n - 1) >> PART_SH) + 1, cur[FRL__VOTE_PART_MAX_BUCKETS], end[FRL__VOTE_PART_MAX_BUCKETS];                  \
         if (part_pass1(a, n, CHECK, nb, pairs, bounds, cur, end))                                                                  \
             return 1;                                                                                                              \
-        return part_pass2(s, n, w, CHECK, bitmap, pairs, bounds, nb, REF ? ref_pos : NULL, d2);                                    \
+        return part_pass2(s, n, w, CHECK, ASSIGN, bitmap, pairs, bounds, nb, REF ? ref_pos : NULL, d2);                            \
     }
-FRL__DEFINE_PART(part_add, 0, 0)
-FRL__DEFINE_PART(part_add_checked, 1, 0)
-FRL__DEFINE_PART(part_add_checked_d2, 1, 1)
-FRL__DEFINE_PART(part_add_d2, 0, 1)
+FRL__DEFINE_PART(part_add, 0, 0, 0)
+FRL__DEFINE_PART(part_add_checked, 1, 0, 0)
+FRL__DEFINE_PART(part_add_checked_d2, 1, 1, 0)
+FRL__DEFINE_PART(part_add_d2, 0, 1, 0)
+FRL__DEFINE_PART(part_invert, 0, 0, 1)
 
 int frl__vote_add_part32(uint32_t *s, const uint32_t *a, uint32_t n, uint32_t w, int check, uint64_t *bitmap, void *scratch,
                          const uint32_t *ref_pos, frl__u128 *d2)
@@ -404,4 +409,11 @@ int frl__vote_add_part32(uint32_t *s, const uint32_t *a, uint32_t n, uint32_t w,
                        : part_add_checked(s, a, n, w, bitmap, pairs, bounds, NULL, d2);
     return ref_pos ? part_add_d2(s, a, n, w, bitmap, pairs, bounds, ref_pos, d2)
                    : part_add(s, a, n, w, bitmap, pairs, bounds, NULL, d2);
+}
+
+void frl__vote_positions_part32(uint32_t *pos, const uint32_t *a, uint32_t n, void *scratch)
+{
+    uint32_t *pairs = (uint32_t *)scratch;
+    uint32_t *bounds = pairs + (((size_t)n + 15) & ~(size_t)15) + 16;
+    (void)part_invert(pos, a, n, 0, NULL, pairs, bounds, NULL, NULL);
 }

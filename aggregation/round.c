@@ -108,7 +108,7 @@ int frl_vote_round_begin(frl_vote_round_t *vr, uint64_t round, const uint32_t *r
     if (reference) {
         if (frl_vote_validate(&vr->layout, reference, vr->layout.n_layers, NULL, vr->bitmap, NULL))
             return FRL_EINVAL;
-        frl_vote_positions(&vr->layout, reference, vr->ref_pos);
+        frl__vote_positions_fast(&vr->layout, reference, vr->ref_pos, frl__vote_tally_scratch(vr->tally));
     }
     vr->has_ref = reference != NULL;
     for (uint32_t c = 0; c < vr->max_clients; c++) {

@@ -289,6 +289,11 @@ int frl_vote_tally_merge(frl_vote_tally_t *dst, const frl_vote_tally_t *src)
     return 0;
 }
 
+void *frl__vote_tally_scratch(frl_vote_tally_t *t)
+{
+    return t->sort_buf;
+}
+
 uint64_t frl_vote_tally_votes(const frl_vote_tally_t *t)
 {
     return t->votes;

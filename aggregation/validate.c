@@ -94,3 +94,18 @@ void frl_vote_positions(const frl_vote_layout_t *layout, const uint32_t *ranking
             p[a[r]] = r;
     }
 }
+
+void frl__vote_positions_fast(const frl_vote_layout_t *layout, const uint32_t *ranking, uint32_t *pos, void *scratch)
+{
+    for (int l = 0; l < layout->n_layers; l++) {
+        const uint32_t *a = ranking + layout->offset[l];
+        uint32_t *p = pos + layout->offset[l];
+        uint32_t n = layout->n_edges[l];
+        if (n >= FRL__VOTE_PART_MIN && n <= FRL__VOTE_PART_MAX) {
+            frl__vote_positions_part32(p, a, n, scratch);
+            continue;
+        }
+        for (uint32_t r = 0; r < n; r++)
+            p[a[r]] = r;
+    }
+}

@@ -106,6 +106,14 @@ int frl__vote_add_checked_d232(uint32_t *s, const uint32_t *a, uint32_t n, uint3
 size_t frl__vote_part_scratch_size(uint32_t n);
 int frl__vote_add_part32(uint32_t *s, const uint32_t *a, uint32_t n, uint32_t w, int check, uint64_t *bitmap, void *scratch,
                          const uint32_t *ref_pos, frl__u128 *d2);
+/* pos[a[r]] = r for a valid permutation of FRL__VOTE_PART_MIN to
+ * FRL__VOTE_PART_MAX edges, the same two passes (scratch as above). */
+void frl__vote_positions_part32(uint32_t *pos, const uint32_t *a, uint32_t n, void *scratch);
+/* frl_vote_positions with the partitioned inversion for large layers. */
+void frl__vote_positions_fast(const frl_vote_layout_t *layout, const uint32_t *ranking, uint32_t *pos, void *scratch);
+/* The tally's scratch (frl__vote_part_scratch_size of its largest layer
+ * when that is at most FRL__VOTE_PART_MAX), free between calls. */
+void *frl__vote_tally_scratch(frl_vote_tally_t *t);
 
 /* tally.c, for the round keeper. frl_vote_tally_add that also measures the
  * agreement with ref_pos in the same pass (ref_pos NULL: no agreement, the

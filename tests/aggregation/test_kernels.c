@@ -113,6 +113,30 @@ static void test_partitioned_add_refuses_bad_rankings_without_a_trace(void **sta
     frl__vote_free_big(scratch);
 }
 
+/* The partitioned inversion gives every edge its position. */
+static void test_partitioned_positions_invert_the_ranking(void **state)
+{
+    (void)state;
+    frl_rng_t rng;
+    tu_rng(&rng, 24, 0);
+    for (size_t si = 0; si < sizeof k_sizes / sizeof *k_sizes; si++) {
+        uint32_t n = k_sizes[si];
+        uint32_t *a = malloc(n * sizeof *a), *pos = malloc(n * sizeof *pos);
+        void *scratch = frl__vote_alloc_big(frl__vote_part_scratch_size(n));
+        assert_non_null(a);
+        assert_non_null(pos);
+        assert_non_null(scratch);
+        shuffled(&rng, a, n);
+        memset(pos, 0xff, n * sizeof *pos);
+        frl__vote_positions_part32(pos, a, n, scratch);
+        for (uint32_t r = 0; r < n; r++)
+            assert_int_equal(pos[a[r]], r);
+        free(a);
+        free(pos);
+        frl__vote_free_big(scratch);
+    }
+}
+
 /* The uint32 sorts (narrow two-pass, write-combining 8-bit digits, one
  * active pass) equal a naive stable sort for key widths 1..32, output at
  * each 4-byte alignment within a cache line. */
@@ -159,6 +183,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_partitioned_add_equals_the_naive_scatter),
         cmocka_unit_test(test_partitioned_add_refuses_bad_rankings_without_a_trace),
+        cmocka_unit_test(test_partitioned_positions_invert_the_ranking),
         cmocka_unit_test(test_u32_argsort_equals_the_naive_sort_at_every_width_and_alignment),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
