@@ -5,7 +5,12 @@
 #include "supermask/ranking_internal.h"
 
 #include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 int frl_mask_rule_parse(const char *s, frl_mask_rule *out)
 {
@@ -41,17 +46,75 @@ size_t frl_ranking_scratch_size(uint32_t n)
     return (size_t)n * sizeof(uint32_t);
 }
 
+/* Write-combining scatter of uint32 indices into up to 2^11 streams: each
+ * stream collects a cache line's worth in a buffer and writes it whole
+ * (non-temporal where SSE2 is there); more streams written item by item
+ * overwhelm the store path. Lines are those of dst's address; a bucket's
+ * first and last lines are shared with its neighbours and written item by
+ * item. */
+#define RK_BITS 11
+#define RK_NB (1u << RK_BITS)
+#define RK_L 16
+
+typedef struct {
+    _Alignas(64) uint32_t line[RK_NB][RK_L];
+    uint32_t start[RK_NB];
+} rk_wc;
+
+static inline void rk_line_out(uint32_t *dst, const uint32_t *src)
+{
+#if defined(__SSE2__)
+    const __m128i *in = (const __m128i *)src;
+    __m128i *out = (__m128i *)dst;
+    _mm_stream_si128(out, _mm_load_si128(in));
+    _mm_stream_si128(out + 1, _mm_load_si128(in + 1));
+    _mm_stream_si128(out + 2, _mm_load_si128(in + 2));
+    _mm_stream_si128(out + 3, _mm_load_si128(in + 3));
+#else
+    memcpy(dst, src, 64);
+#endif
+}
+
+static inline void rk_push(rk_wc *w, uint32_t *dst, uint32_t phase, uint32_t *off, uint32_t b, uint32_t v)
+{
+    uint32_t p = off[b]++;
+    w->line[b][(p + phase) & (RK_L - 1)] = v;
+    if (((p + 1 + phase) & (RK_L - 1)) == 0) {
+        if (p + 1 >= RK_L && p + 1 - RK_L >= w->start[b])
+            rk_line_out(dst + p + 1 - RK_L, w->line[b]);
+        else
+            for (uint32_t q = w->start[b]; q <= p; q++)
+                dst[q] = w->line[b][(q + phase) & (RK_L - 1)];
+    }
+}
+
+static void rk_finish(rk_wc *w, uint32_t *dst, uint32_t phase, const uint32_t *off, uint32_t nb)
+{
+    for (uint32_t b = 0; b < nb; b++) {
+        uint32_t p = off[b], k = (p + phase) & (RK_L - 1);
+        if (k == 0 || p == w->start[b])
+            continue;
+        uint32_t q = p >= k && p - k > w->start[b] ? p - k : w->start[b];
+        for (; q < p; q++)
+            dst[q] = w->line[b][(q + phase) & (RK_L - 1)];
+    }
+#if defined(__SSE2__)
+    _mm_sfence(); /* the streamed lines are visible to the next pass's loads */
+#endif
+}
+
 /* LSD radix sort of edge indices by frl__float_key, 3 passes of 11/11/10 bits.
  * Each pass is stable, and pass 1 starts from index order, so ties end up by
- * index. Keys are recomputed from `scores` (a gather) instead of being stored
- * next to the indices: the scratch is 4 bytes per edge, which keeps a
- * client's peak memory low. Passes whose digit is the same for every edge
- * are skipped. */
+ * index. Keys are recomputed from `scores` (a gather, prefetched ahead)
+ * instead of being stored next to the indices: the scratch is 4 bytes per
+ * edge, which keeps a client's peak memory low. Passes whose digit is the
+ * same for every edge are skipped. The scatter goes through write-combining
+ * buffers (128 KB, allocated per call; without them, item by item). */
 int frl_ranking_from_scores(const float *scores, uint32_t n, uint32_t *ranking, void *scratch)
 {
     if (!scores || !ranking || (n && !scratch))
         return FRL_EINVAL;
-    enum { B0 = 11, B1 = 11, B2 = 10 };
+    enum { B0 = 11, B1 = 11, B2 = 10, PF = 32 };
     static const int shift[3] = {0, B0, B0 + B1};
     static const uint32_t mask[3] = {(1u << B0) - 1, (1u << B1) - 1, (1u << B2) - 1};
     uint32_t hist[3][1u << 11];
@@ -79,28 +142,47 @@ int frl_ranking_from_scores(const float *scores, uint32_t n, uint32_t *ranking, 
             ranking[e] = e;
         return 0;
     }
+    rk_wc *w = n >= 4096 ? aligned_alloc(64, sizeof(rk_wc)) : NULL;
     for (int i = 0; i < np; i++) {
         int p = passes[i];
-        uint32_t off[1u << 11], sum = 0;
-        for (uint32_t b = 0; b <= mask[p]; b++) {
+        uint32_t off[1u << 11], sum = 0, nb = mask[p] + 1;
+        for (uint32_t b = 0; b < nb; b++) {
             off[b] = sum;
             sum += hist[p][b];
         }
-        if (!src) {
+        const int sh = shift[p];
+        const uint32_t m = mask[p];
+        if (w) {
+            const uint32_t phase = (uint32_t)(((uintptr_t)dst / sizeof *dst) & (RK_L - 1));
+            memcpy(w->start, off, nb * sizeof *off);
+            if (!src) {
+                for (uint32_t e = 0; e < n; e++)
+                    rk_push(w, dst, phase, off, (frl__float_key(scores[e]) >> sh) & m, e);
+            } else {
+                for (uint32_t r = 0; r < n; r++) {
+                    if (r + PF < n)
+                        __builtin_prefetch(&scores[src[r + PF]], 0);
+                    uint32_t e = src[r];
+                    rk_push(w, dst, phase, off, (frl__float_key(scores[e]) >> sh) & m, e);
+                }
+            }
+            rk_finish(w, dst, phase, off, nb);
+        } else if (!src) {
             for (uint32_t e = 0; e < n; e++) {
                 uint32_t k = frl__float_key(scores[e]);
-                dst[off[(k >> shift[p]) & mask[p]]++] = e;
+                dst[off[(k >> sh) & m]++] = e;
             }
         } else {
             for (uint32_t r = 0; r < n; r++) {
                 uint32_t e = src[r];
                 uint32_t k = frl__float_key(scores[e]);
-                dst[off[(k >> shift[p]) & mask[p]]++] = e;
+                dst[off[(k >> sh) & m]++] = e;
             }
         }
         src = dst;
         dst = (dst == bufs[0]) ? bufs[1] : bufs[0];
     }
+    free(w);
     return 0;
 }
 

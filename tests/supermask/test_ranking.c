@@ -73,6 +73,35 @@ static void test_ranking_is_ascending_with_ties_by_index(void **state)
     assert_memory_equal(rk, want, sizeof want);
 }
 
+/* The scatter writes whole cache lines of the output: every alignment of
+ * the ranking and the scratch gives the same ranking. */
+static void test_ranking_is_the_same_at_every_output_alignment(void **state)
+{
+    (void)state;
+    const uint32_t n = 50001;
+    float *s = random_scores(n, 1, 4);
+    uint32_t *want = malloc(sizeof(uint32_t) * n), *buf = malloc(sizeof(uint32_t) * (n + 16)),
+             *sbuf = malloc(sizeof(uint32_t) * (n + 16));
+    assert_non_null(s);
+    assert_non_null(want);
+    assert_non_null(buf);
+    assert_non_null(sbuf);
+    assert_int_equal(frl_ranking_from_scores(s, n, want, sbuf), 0);
+    for (uint32_t off = 1; off < 16; off += 2) {
+        memset(buf, 0xab, sizeof(uint32_t) * (n + 16));
+        assert_int_equal(frl_ranking_from_scores(s, n, buf + off, sbuf + (16 - off)), 0);
+        assert_memory_equal(buf + off, want, sizeof(uint32_t) * n);
+        for (uint32_t i = 0; i < off; i++)
+            assert_int_equal(buf[i], 0xabababab); /* nothing written before the output */
+        for (uint32_t i = off + n; i < n + 16; i++)
+            assert_int_equal(buf[i], 0xabababab); /* nor after it */
+    }
+    free(s);
+    free(want);
+    free(buf);
+    free(sbuf);
+}
+
 static void test_ranking_of_distinct_scores_matches_sort(void **state)
 {
     (void)state;
@@ -202,6 +231,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ranking_is_ascending_with_ties_by_index),
+        cmocka_unit_test(test_ranking_is_the_same_at_every_output_alignment),
         cmocka_unit_test(test_ranking_of_distinct_scores_matches_sort),
         cmocka_unit_test(test_ranking_scores_round_trip),
         cmocka_unit_test(test_topk_matches_sorted_reference_with_ties),
