@@ -27,6 +27,11 @@ typedef struct {
     uint32_t eq_drop;                  /* keys == t_key dropped, lowest index first */
     uint32_t j;                        /* edges dropped */
     int have_t;
+    /* The threshold of any scores set from a ranking: they are a permutation
+     * of sorted_init, so their keys are the same multiset whatever the
+     * ranking, and so are t_key and eq_drop. Found once, reused. */
+    uint32_t init_t_key, init_eq_drop;
+    int have_init_t;
     uint32_t delta;     /* half-width of the band, in key units */
     uint32_t *band;     /* band keys, capacity band_cap */
     uint32_t band_cap;
@@ -378,7 +383,21 @@ int frl_trainer_set_ranking(frl_trainer_t *tr, const uint32_t *ranking)
         frl_scores_from_ranking(ranking, tr->net->sorted_init[l], tr->L[l].n, tr->L[l].scores);
         ranking += tr->L[l].n;
     }
-    return frl_trainer_refresh(tr);
+    for (int l = 0; l < tr->spec->n_layers; l++) {
+        layer_state *ls = &tr->L[l];
+        if (ls->j && ls->have_init_t) {
+            ls->t_key = ls->init_t_key;
+            ls->eq_drop = ls->init_eq_drop;
+            ls->have_t = 1;
+        } else if (ls->j) {
+            full_select(tr, ls);
+            ls->init_t_key = ls->t_key;
+            ls->init_eq_drop = ls->eq_drop;
+            ls->have_init_t = 1;
+        }
+        build_weff(tr, l);
+    }
+    return 0;
 }
 
 int frl_trainer_get_ranking(frl_trainer_t *tr, uint32_t *ranking)

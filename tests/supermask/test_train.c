@@ -177,6 +177,57 @@ static void test_training_lowers_the_loss(void **state)
     frl_network_free(&net);
 }
 
+/* set_ranking reuses the threshold it found the first time (the scores are
+ * always a permutation of sorted_init): the mask after each of several
+ * rankings is still exactly the top-k of the scores, under both rules. */
+static void test_masks_stay_exact_across_set_ranking_calls(void **state)
+{
+    (void)state;
+    for (int rule = 0; rule < 2; rule++) {
+        frl_model_spec_t spec;
+        uint8_t seed[32];
+        frl_network_t net;
+        frl_trainer_t *tr;
+        frl_seed_from_u64(11, seed);
+        frl_model_spec_by_name("mlp", &spec);
+        assert_int_equal(frl_network_init(&net, &spec, seed, 1), 0);
+        assert_int_equal(frl_trainer_create(&net, 8, 0.5, (frl_mask_rule)rule, &tr), 0);
+        uint32_t *rk = malloc(sizeof(uint32_t) * spec.total_edges);
+        uint8_t *mask = malloc(spec.total_edges);
+        void *scr = malloc(frl_topk_scratch_size((uint32_t)spec.total_edges));
+        assert_non_null(rk);
+        assert_non_null(mask);
+        assert_non_null(scr);
+        frl_rng_t rng;
+        frl_rng_init(&rng, seed, FRL_STREAM_TEST, 7, (uint32_t)rule);
+        for (int k = 0; k < 3; k++) {
+            uint32_t off = 0;
+            for (int l = 0; l < spec.n_layers; l++) {
+                uint32_t ne = spec.layers[l].n_edges;
+                for (uint32_t e = 0; e < ne; e++)
+                    rk[off + e] = e;
+                frl_rng_shuffle_u32(&rng, rk + off, ne);
+                off += ne;
+            }
+            assert_int_equal(frl_trainer_set_ranking(tr, rk), 0);
+            for (int l = 0; l < spec.n_layers; l++) {
+                uint32_t ne = spec.layers[l].n_edges;
+                assert_int_equal(frl_topk_mask(frl_trainer_scores(tr, l), ne, 0.5, (frl_mask_rule)rule, mask, scr), 0);
+                const float *w = frl_trainer_weights(tr, l);
+                uint32_t bad = 0;
+                for (uint32_t e = 0; e < ne; e++)
+                    bad += (w[e] != 0.0f) != (mask[e] != 0);
+                assert_int_equal(bad, 0);
+            }
+        }
+        free(rk);
+        free(mask);
+        free(scr);
+        frl_trainer_destroy(tr);
+        frl_network_free(&net);
+    }
+}
+
 static void test_bad_arguments_are_rejected(void **state)
 {
     (void)state;
@@ -213,6 +264,7 @@ int main(void)
         cmocka_unit_test(test_same_seed_gives_bit_identical_rankings),
         cmocka_unit_test(test_parallel_trainers_match_sequential_ones),
         cmocka_unit_test(test_training_keeps_masks_exact),
+        cmocka_unit_test(test_masks_stay_exact_across_set_ranking_calls),
         cmocka_unit_test(test_training_lowers_the_loss),
         cmocka_unit_test(test_bad_arguments_are_rejected),
     };
