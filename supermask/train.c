@@ -510,6 +510,62 @@ static int backward(frl_trainer_t *tr, int B)
     return 0;
 }
 
+/* The band of keys around the previous threshold, [lo, lo + width],
+ * gathered over one or several ranges of a layer's scores. */
+typedef struct {
+    uint32_t lo, width, cap, below, bn;
+    uint32_t *band;
+} band_acc;
+
+static inline void band_begin(band_acc *a, const layer_state *ls)
+{
+    a->lo = ls->t_key > ls->delta ? ls->t_key - ls->delta : 0;
+    uint32_t hi = ls->t_key < UINT32_MAX - ls->delta ? ls->t_key + ls->delta : UINT32_MAX;
+    a->width = hi - a->lo;
+    a->cap = ls->band_cap;
+    a->band = ls->band;
+    a->below = 0;
+    a->bn = 0;
+}
+
+static inline void band_end(const band_acc *a, layer_state *ls)
+{
+    ls->below_lo = a->below;
+    ls->band_n = a->bn > a->cap ? a->cap : a->bn;
+    ls->band_overflow = a->bn > a->cap;
+}
+
+static inline __attribute__((always_inline)) void band_range(band_acc *a, const float *restrict s, uint32_t n, const int abs_rule)
+{
+    const uint32_t lo = a->lo, width = a->width, cap = a->cap;
+    uint32_t below = a->below, bn = a->bn;
+    for (uint32_t base = 0; base < n; base += 64) {
+        const uint32_t cnt = n - base < 64 ? n - base : 64;
+        uint32_t in = 0;
+        for (uint32_t i = 0; i < cnt; i++) {
+            uint32_t u;
+            memcpy(&u, &s[base + i], sizeof u);
+            uint32_t k = key_bits(u, abs_rule);
+            below += k < lo;
+            in += k - lo <= width;
+        }
+        if (!in)
+            continue;
+        for (uint32_t i = 0; i < cnt; i++) {
+            uint32_t u;
+            memcpy(&u, &s[base + i], sizeof u);
+            uint32_t k = key_bits(u, abs_rule);
+            if (k - lo <= width) {
+                if (bn < cap)
+                    a->band[bn] = k;
+                bn++;
+            }
+        }
+    }
+    a->below = below;
+    a->bn = bn;
+}
+
 static inline __attribute__((always_inline)) void sgd_loop(float *restrict s, float *restrict m, const float *restrict g,
                                                            const uint32_t *restrict bits, float c, uint32_t n, float lr,
                                                            float momentum, float wd, const int abs_rule)
@@ -537,7 +593,7 @@ static inline __attribute__((always_inline)) void sgd_loop(float *restrict s, fl
 static inline __attribute__((always_inline)) void sgd_fused_loop(float *restrict s, float *restrict m, const float *restrict dout,
                                                                  const float *restrict inp, int B, uint32_t n_out, uint32_t n_in,
                                                                  const uint32_t *restrict bits, float c, float lr, float momentum,
-                                                                 float wd, const int abs_rule)
+                                                                 float wd, const int abs_rule, band_acc *ba)
 {
     /* Blocks of 32 edges of one output row: the gradient block is a sum of
      * B scaled input slices (vectorised over the 32 lanes), then the same
@@ -569,18 +625,22 @@ static inline __attribute__((always_inline)) void sgd_fused_loop(float *restrict
                 so[i] = sv - lr * mv;
             }
         }
+        /* The row's new scores are still in cache: gather its band now
+         * rather than in a pass of its own over the whole layer. */
+        if (ba)
+            band_range(ba, s + row, n_in, abs_rule);
     }
 }
 
 FRL_CLONES
 static void sgd_fused_pass(float *restrict s, float *restrict m, const float *restrict dout, const float *restrict inp, int B,
                            uint32_t n_out, uint32_t n_in, const uint32_t *restrict bits, float c, float lr, float momentum,
-                           float wd, int abs_rule)
+                           float wd, int abs_rule, band_acc *ba)
 {
     if (abs_rule)
-        sgd_fused_loop(s, m, dout, inp, B, n_out, n_in, bits, c, lr, momentum, wd, 1);
+        sgd_fused_loop(s, m, dout, inp, B, n_out, n_in, bits, c, lr, momentum, wd, 1, ba);
     else
-        sgd_fused_loop(s, m, dout, inp, B, n_out, n_in, bits, c, lr, momentum, wd, 0);
+        sgd_fused_loop(s, m, dout, inp, B, n_out, n_in, bits, c, lr, momentum, wd, 0, ba);
 }
 
 FRL_CLONES
@@ -597,46 +657,21 @@ static void sgd_pass(float *restrict s, float *restrict m, const float *restrict
  * Blocks of 64 edges are first counted with branch-free (vectorised) code;
  * only blocks that hold a band key (the band is ~0.1-1% of the edges) are
  * scanned one edge at a time. */
-static inline __attribute__((always_inline)) void band_loop(layer_state *ls, frl_mask_rule rule, const int abs_rule)
+static inline __attribute__((always_inline)) void band_loop(layer_state *ls, const int abs_rule)
 {
-    const uint32_t lo = ls->t_key > ls->delta ? ls->t_key - ls->delta : 0;
-    const uint32_t hi = ls->t_key < UINT32_MAX - ls->delta ? ls->t_key + ls->delta : UINT32_MAX;
-    const uint32_t width = hi - lo, cap = ls->band_cap, n = ls->n;
-    const float *restrict s = ls->scores;
-    uint32_t below = 0, bn = 0;
-    for (uint32_t base = 0; base < n; base += 64) {
-        const uint32_t cnt = n - base < 64 ? n - base : 64;
-        uint32_t in = 0;
-        for (uint32_t i = 0; i < cnt; i++) {
-            uint32_t u;
-            memcpy(&u, &s[base + i], sizeof u);
-            uint32_t k = key_bits(u, abs_rule);
-            below += k < lo;
-            in += k - lo <= width;
-        }
-        if (!in)
-            continue;
-        for (uint32_t i = 0; i < cnt; i++) {
-            uint32_t k = score_key(s[base + i], rule);
-            if (k - lo <= width) {
-                if (bn < cap)
-                    ls->band[bn] = k;
-                bn++;
-            }
-        }
-    }
-    ls->below_lo = below;
-    ls->band_n = bn > cap ? cap : bn;
-    ls->band_overflow = bn > cap;
+    band_acc a;
+    band_begin(&a, ls);
+    band_range(&a, ls->scores, ls->n, abs_rule);
+    band_end(&a, ls);
 }
 
 FRL_CLONES
 static void band_pass(layer_state *ls, frl_mask_rule rule)
 {
     if (rule == FRL_MASK_ABS)
-        band_loop(ls, rule, 1);
+        band_loop(ls, 1);
     else
-        band_loop(ls, rule, 0);
+        band_loop(ls, 0);
 }
 
 /* One SGD step on layer l's scores with the straight-through gradient
@@ -647,15 +682,21 @@ static void band_pass(layer_state *ls, frl_mask_rule rule)
 static void sgd_layer(frl_trainer_t *tr, int l, float lr, float momentum, float wd)
 {
     layer_state *ls = &tr->L[l];
+    const int want_band = ls->j && ls->have_t && ls->n >= FRL_BAND_MIN_EDGES;
     if (ls->fused) {
         const frl_layer_info_t *li = &tr->spec->layers[l];
+        band_acc ba;
+        if (want_band)
+            band_begin(&ba, ls);
         sgd_fused_pass(ls->scores, ls->mom, ls->dout, ls->inp, ls->fused_B, li->n_out, li->fan_in, tr->net->sign_bits[l],
-                       tr->net->scale[l], lr, momentum, wd, tr->rule == FRL_MASK_ABS);
-    } else {
-        sgd_pass(ls->scores, ls->mom, ls->grad, tr->net->sign_bits[l], tr->net->scale[l], ls->n, lr, momentum, wd,
-                 tr->rule == FRL_MASK_ABS);
+                       tr->net->scale[l], lr, momentum, wd, tr->rule == FRL_MASK_ABS, want_band ? &ba : NULL);
+        if (want_band)
+            band_end(&ba, ls);
+        return;
     }
-    if (ls->j && ls->have_t && ls->n >= FRL_BAND_MIN_EDGES)
+    sgd_pass(ls->scores, ls->mom, ls->grad, tr->net->sign_bits[l], tr->net->scale[l], ls->n, lr, momentum, wd,
+             tr->rule == FRL_MASK_ABS);
+    if (want_band)
         band_pass(ls, tr->rule);
 }
 
