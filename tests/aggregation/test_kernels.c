@@ -98,7 +98,7 @@ static void test_partitioned_add_refuses_bad_rankings_without_a_trace(void **sta
         else if (fault % 3 == 1)
             a[at] = a[other]; /* duplicate of a far position */
         else
-            a[at] = a[at ^ 1]; /* duplicate of a neighbour */
+            a[at] = a[at == 0 ? 1 : at - 1]; /* duplicate of a neighbour */
         for (int with_ref = 0; with_ref < 2; with_ref++) {
             frl__u128 d2 = 0;
             assert_int_equal(frl__vote_add_part32(s, a, n, 7, 1, bitmap, scratch, with_ref ? ref : NULL, &d2), 1);
