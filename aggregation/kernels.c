@@ -206,18 +206,18 @@ double frl__vote_rho(frl__u128 d2, uint32_t n)
 
 /* Partitioned add for large layers (see vote_internal.h).
  *
- * Pass 1 reads the ranking once and sends each (r, e) to bucket e >> 16,
- * whose 2^16 edges own the places [b << 16, (b + 1) << 16) of `pairs`: with
+ * Pass 1 reads the ranking once and sends each (r, e) to bucket e >> 14,
+ * whose 2^14 edges own the places [b << 14, (b + 1) << 14) of `pairs`: with
  * a valid permutation every bucket receives exactly as many pairs as it
  * covers edges, so places are known without counting, and a bucket that
- * overflows proves a bad ranking. A pair is one uint32, (e & 0xffff) << 16 |
- * (r & 0xffff): r's high bits are the chunk of 2^16 positions it came from,
- * and the bucket cursors are recorded at every chunk's end, so pass 2 knows
- * them. Stores go through a 64-byte buffer per bucket and leave it as
- * whole cache lines (non-temporal where SSE2 is there): many buckets can be
- * written without the store path falling off a cliff.
+ * overflows proves a bad ranking. A pair is one uint32,
+ * (e & 0x3fff) << 18 | (r & 0x3ffff): r's high bits are its chunk of 2^18
+ * positions, and the bucket cursors are recorded at every chunk's end, so
+ * pass 2 knows them. Stores go through a 64-byte buffer per bucket and
+ * leave it as whole cache lines (non-temporal where SSE2 is there): ~100
+ * buckets can be written without the store path falling off a cliff.
  *
- * Pass 2 applies each bucket, whose 256 KB slices of S and of ref_pos stay
+ * Pass 2 applies each bucket, whose 64 KB slices of S and of ref_pos stay
  * in L2; the next bucket's slices are prefetched on the way. */
 #define PART_SH 14 /* edges per bucket: 2^14, 64 KB slices */
 #define PART_W (1u << PART_SH)
