@@ -19,6 +19,7 @@
 #include <string.h>
 
 #define FRL_BAND_MIN_EDGES 65536 /* smaller layers just select in full */
+#define FRL_FUSED_MAX_B 64        /* largest step the fused dense SGD pass takes */
 
 typedef struct {
     uint32_t n;
@@ -337,8 +338,12 @@ int frl_trainer_create(const frl_network_t *net, int max_batch, double keep, frl
         ls->band = xalloc(tr, sizeof(uint32_t) * ls->band_cap);
         ls->delta = 1u << 14;
         const frl_op_t *op = &s->ops[s->layers[l].op];
-        ls->fused = op->kind == FRL_OP_DENSE && ls->n >= FRL_BAND_MIN_EDGES && max_batch <= 64 && op->in_c % 32 == 0;
-        if (ls->fused && !(ls->dout = xalloc(tr, sizeof(float) * B * (size_t)op->out_c)))
+        /* Fused for steps of at most FRL_FUSED_MAX_B examples (training
+         * batches), whatever max_batch the trainer also serves (a
+         * simulator's trainer evaluates in batches of 500): the same
+         * arithmetic for a client's steps wherever it runs. */
+        ls->fused = op->kind == FRL_OP_DENSE && ls->n >= FRL_BAND_MIN_EDGES && op->in_c % 32 == 0;
+        if (ls->fused && !(ls->dout = xalloc(tr, sizeof(float) * (B < FRL_FUSED_MAX_B ? B : FRL_FUSED_MAX_B) * (size_t)op->out_c)))
             goto oom;
         if (!ls->scores || !ls->mom || !ls->grad || !ls->weff || !ls->band)
             goto oom;
@@ -479,7 +484,7 @@ static int backward(frl_trainer_t *tr, int B)
             break;
         case FRL_OP_DENSE: {
             layer_state *ls = &tr->L[op->layer];
-            if (ls->fused) {
+            if (ls->fused && B <= FRL_FUSED_MAX_B) {
                 /* dinp (B, in) = dout (B, out) * weff (out, in); the weight
                  * gradient is left to the fused SGD pass. */
                 memcpy(ls->dout, dout, sizeof(float) * (size_t)B * (size_t)op->out_c);
@@ -488,6 +493,7 @@ static int backward(frl_trainer_t *tr, int B)
                 if (dinp)
                     rc = frl_dense_backward(dinp, NULL, dout, NULL, ls->weff, B, op->in_c, op->out_c);
             } else {
+                ls->fused_B = 0; /* this step's gradient is materialised */
                 rc = frl_dense_backward(dinp, ls->grad, dout, in, ls->weff, B, op->in_c, op->out_c);
             }
             cur ^= 1;
@@ -683,7 +689,7 @@ static void sgd_layer(frl_trainer_t *tr, int l, float lr, float momentum, float 
 {
     layer_state *ls = &tr->L[l];
     const int want_band = ls->j && ls->have_t && ls->n >= FRL_BAND_MIN_EDGES;
-    if (ls->fused) {
+    if (ls->fused && ls->fused_B > 0) {
         const frl_layer_info_t *li = &tr->spec->layers[l];
         band_acc ba;
         if (want_band)
@@ -849,7 +855,7 @@ int frl_trainer_score_grads(frl_trainer_t *tr, const frl_dataset_t *data, const 
         return rc;
     for (int l = 0; l < tr->spec->n_layers; l++) {
         const layer_state *ls = &tr->L[l];
-        if (ls->fused) { /* the training step never materialises it: do it here */
+        if (ls->fused && ls->fused_B > 0) { /* the training step never materialises it: do it here */
             const frl_layer_info_t *li = &tr->spec->layers[l];
             frl_sgemm(1, 0, (int)li->n_out, (int)li->fan_in, B, 1.0f, ls->dout, (int)li->n_out, ls->inp, (int)li->fan_in, 0.0f,
                       ls->grad, (int)li->fan_in);
