@@ -2,13 +2,14 @@
  *
  *   frl-bench wire [--json] [--mb N] [--reps N] [--conns N] [--handshakes N] [--certs DIR]
  *
- * A server (its own uv loop, in a thread) and the client (the main
- * thread's loop) run in one process, one core each at most:
+ * A server (its own uv loop, in a forked process, with frl-server's
+ * allocator settings) and the client (the main thread's loop), one core
+ * each at most and nothing shared, as on two machines:
  *
  *  - idle memory: N authenticated, idle TLS connections (TLS handshake +
- *    Hello/Welcome); RSS delta / N. Both ends live in this process, so the
- *    figure counts a client end AND a server end per connection
- *    (kb_per_idle_conn); kb_per_idle_end is half of it. Measured first,
+ *    Hello/Welcome); RSS delta of both processes / N, so the figure counts
+ *    a client end AND a server end per connection (kb_per_idle_conn);
+ *    kb_per_idle_end is half of it. Measured first,
  *    before the bulk phase has grown the heaps.
  *  - handshakes: full TLS 1.3 handshakes (ECDHE X25519, ECDSA P-256
  *    certificate verified by the client), 32 in flight, each closed as soon
@@ -16,11 +17,11 @@
  *    the TLS layer issues no tickets and keeps no session cache, so every
  *    one is a full handshake (the JSON says so: "resumed_handshakes": 0).
  *    handshake_client_cpu_us / handshake_server_cpu_us are the CPU time per
- *    handshake of each side (thread CPU clocks), the figures to compare
+ *    handshake of each side (CPU clocks), the figures to compare
  *    when the machine is shared and wall time is not trustworthy.
  *
  * The machine may be shared, so every timed phase also reports figures per
- * CPU-second (thread CPU clocks of the client thread and the server thread):
+ * CPU-second (CPU clocks of the client thread and the server process):
  * mb_per_cpu_s and handshakes_per_cpu_s divide by the busier side's CPU
  * time, i.e. what one dedicated core per side would sustain;
  * handshakes_per_server_cpu_s is the server's handshake capacity (the
@@ -43,12 +44,17 @@
 #include "net/frl_conn.h"
 #include "proto/frl_rankpack.h"
 
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+#include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -56,15 +62,20 @@
 
 static uint8_t g_hash[32];
 
-/* ---------------- server thread ---------------- */
+/* ---------------- server process ---------------- */
 
+/* Lives in a shared mapping: the server runs in a forked process, so that
+ * each side has its own core, allocator and OpenSSL state, as in a real
+ * deployment (in one process the two sides' OpenSSL 3 locks and caches are
+ * shared and contended). */
 typedef struct server_s {
     uv_loop_t loop;
-    uv_async_t stop;
+    uv_signal_t stop;
     frl_net_t *net;
     frl_net_config cfg;
-    atomic_int port; /* 0 until listening, -1 on failure */
-    pthread_t thread;
+    atomic_int port;    /* 0 until listening, -1 on failure */
+    atomic_int loop_rc; /* the server loop's uv_loop_close result, 1 until then */
+    pid_t pid;
 } server_t;
 
 static void srv_on_message(frl_conn_t *c, const Frl__V1__Envelope *m, void *ud)
@@ -103,16 +114,26 @@ static void srv_on_close(frl_conn_t *c, int status, const char *reason, void *ud
 {
 }
 
-static void srv_on_stop(uv_async_t *a)
+static void srv_on_stop(uv_signal_t *h, int signum)
 {
-    server_t *s = a->data;
+    (void)signum;
+    server_t *s = h->data;
     frl_net_close(s->net, NULL, NULL);
     uv_close((uv_handle_t *)&s->stop, NULL);
 }
 
-static void *server_main(void *arg)
+/* The server process: serves until SIGTERM, then closes everything. */
+static void server_main(server_t *s)
 {
-    server_t *s = arg;
+#if defined(__GLIBC__)
+    /* As frl-server does (server.c): ranking-sized buffers stay in the heap. */
+    (void)mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    (void)mallopt(M_TRIM_THRESHOLD, 256 << 20);
+#endif
+    uv_loop_init(&s->loop);
+    uv_signal_init(&s->loop, &s->stop);
+    s->stop.data = s;
+    uv_signal_start(&s->stop, srv_on_stop, SIGTERM);
     frl_net_callbacks cb = {.on_message = srv_on_message, .on_close = srv_on_close};
     if (frl_net_new(&s->loop, &s->cfg, &cb, s, &s->net) < 0 || frl_net_listen(s->net, "127.0.0.1", 0) < 0) {
         atomic_store(&s->port, -1);
@@ -120,11 +141,12 @@ static void *server_main(void *arg)
         if (s->net)
             frl_net_close(s->net, NULL, NULL);
         uv_run(&s->loop, UV_RUN_DEFAULT);
-        return NULL;
+        atomic_store(&s->loop_rc, uv_loop_close(&s->loop));
+        return;
     }
     atomic_store(&s->port, frl_net_port(s->net));
     uv_run(&s->loop, UV_RUN_DEFAULT);
-    return NULL;
+    atomic_store(&s->loop_rc, uv_loop_close(&s->loop));
 }
 
 /* ---------------- client side ---------------- */
@@ -254,18 +276,34 @@ static double clock_s(clockid_t id)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* CPU seconds used so far by the client (this) thread and the server thread. */
+/* CPU seconds used so far by the client (this) thread and the server process. */
 typedef struct cpu_s {
     double cli, srv;
 } cpu_t;
 
-static cpu_t cpu_now(pthread_t srv)
+static cpu_t cpu_now(pid_t srv)
 {
     cpu_t c = {clock_s(CLOCK_THREAD_CPUTIME_ID), 0};
     clockid_t id;
-    if (pthread_getcpuclockid(srv, &id) == 0)
+    if (clock_getcpuclockid(srv, &id) == 0)
         c.srv = clock_s(id);
     return c;
+}
+
+/* Resident set of another process, in kB (0 if unknown). */
+static long rss_kb_of(pid_t pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    long kb = 0;
+    if (!f)
+        return 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %ld", &kb) == 1)
+            break;
+    fclose(f);
+    return kb;
 }
 
 /* The busier side's CPU seconds between a and b: what one core per side
@@ -444,11 +482,13 @@ int frl_bench_wire(int argc, char **argv)
     fprintf(tf, "bench %s\n", BENCH_TOKEN);
     fclose(tf);
 
-    /* Server thread. */
-    server_t *srv = calloc(1, sizeof *srv);
+    /* Server process. */
+    server_t *srv = mmap(NULL, sizeof *srv, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     bench_t *b = calloc(1, sizeof *b);
-    if (!srv || !b)
+    if (srv == MAP_FAILED || !b)
         return 1;
+    memset(srv, 0, sizeof *srv);
+    atomic_store(&srv->loop_rc, 1);
     frl_net_config_defaults(&srv->cfg, FRL_NET_SERVER);
     srv->cfg.auth = FRL_AUTH_TOKEN;
     srv->cfg.ca_file = ca;
@@ -458,15 +498,19 @@ int frl_bench_wire(int argc, char **argv)
     srv->cfg.max_conns = (unsigned)conns + 1024;
     srv->cfg.idle_timeout_ms = 0;
     srv->cfg.heartbeat_ms = 0;
-    uv_loop_init(&srv->loop);
-    uv_async_init(&srv->loop, &srv->stop, srv_on_stop);
-    srv->stop.data = srv;
-    if (pthread_create(&srv->thread, NULL, server_main, srv) != 0)
+    fflush(NULL);
+    pid_t child = fork(); /* not straight into the shared srv: the child would write 0 there */
+    if (child < 0)
         return 1;
+    if (child == 0) {
+        server_main(srv);
+        _exit(0);
+    }
+    srv->pid = child;
     while (atomic_load(&srv->port) == 0)
         usleep(1000);
     if (atomic_load(&srv->port) < 0) {
-        pthread_join(srv->thread, NULL);
+        waitpid(srv->pid, NULL, 0);
         fprintf(stderr, "frl-bench wire: server failed to start\n");
         return 1;
     }
@@ -499,7 +543,7 @@ int frl_bench_wire(int argc, char **argv)
     b->phase = PH_IDLE;
     uv_run(&b->loop, UV_RUN_NOWAIT);
     usleep(100000);
-    long rss0 = frl_rss_kb();
+    long rss0 = frl_rss_kb() + rss_kb_of(srv->pid);
     int opened = 0;
     for (int i = 0; i < conns; i++) {
         frl_conn_t *c = NULL;
@@ -509,9 +553,9 @@ int frl_bench_wire(int argc, char **argv)
             run_until(b, &b->welcomed, i + 1 - 32, 10);
     }
     run_until(b, &b->welcomed, opened, 30);
-    usleep(200000); /* let the server thread settle */
+    usleep(200000); /* let the server settle */
     uv_run(&b->loop, UV_RUN_NOWAIT);
-    long rss1 = frl_rss_kb();
+    long rss1 = frl_rss_kb() + rss_kb_of(srv->pid);
     int idle_ok = b->welcomed;
     double kb_per_conn = idle_ok > 0 ? (double)(rss1 - rss0) / idle_ok : 0;
     /* close them all (a fresh client net for the next phases) */
@@ -525,12 +569,12 @@ int frl_bench_wire(int argc, char **argv)
     b->phase = PH_HANDSHAKE;
     b->hs_target = handshakes;
     double th = frl_now_s();
-    cpu_t hc0 = cpu_now(srv->thread);
+    cpu_t hc0 = cpu_now(srv->pid);
     hs_start_more(b);
     run_until(b, &b->closed, b->closed + handshakes, 60);
     th = frl_now_s() - th;
     double hs_per_s = b->hs_done / th;
-    cpu_t hc1 = cpu_now(srv->thread);
+    cpu_t hc1 = cpu_now(srv->pid);
     double hs_per_cpu_s = b->hs_done / cpu_busiest(hc0, hc1);
     double hs_per_srv_cpu_s = hc1.srv > hc0.srv ? b->hs_done / (hc1.srv - hc0.srv) : 0;
     double hs_cli_us = b->hs_done > 0 ? (hc1.cli - hc0.cli) * 1e6 / b->hs_done : 0;
@@ -560,13 +604,13 @@ int frl_bench_wire(int argc, char **argv)
             b->acks = 0;
             b->want_acks = per_run;
             b->to_send = per_run;
-            cpu_t c0 = cpu_now(srv->thread);
+            cpu_t c0 = cpu_now(srv->pid);
             b->t0 = frl_now_s();
             bulk_pump(b);
             run_until(b, &b->acks, per_run, 60);
             if (b->acks == per_run) {
                 runs[nruns] = (double)sub_bytes * per_run / 1e6 / (b->t1 - b->t0);
-                cpu_t c1 = cpu_now(srv->thread);
+                cpu_t c1 = cpu_now(srv->pid);
                 if (getenv("FRL_BENCH_DEBUG"))
                     fprintf(stderr, "bulk run: wall %.3f s, client cpu %.3f s, server cpu %.3f s\n", b->t1 - b->t0, c1.cli - c0.cli,
                             c1.srv - c0.srv);
@@ -585,21 +629,22 @@ int frl_bench_wire(int argc, char **argv)
     frl_net_close(b->net, NULL, NULL);
     uv_run(&b->loop, UV_RUN_DEFAULT);
     int loop_rc = uv_loop_close(&b->loop);
-    uv_async_send(&srv->stop);
-    pthread_join(srv->thread, NULL);
-    int srv_loop_rc = uv_loop_close(&srv->loop);
+    kill(srv->pid, SIGTERM);
+    int wst = 0;
+    waitpid(srv->pid, &wst, 0);
+    int srv_loop_rc = WIFEXITED(wst) && WEXITSTATUS(wst) == 0 ? atomic_load(&srv->loop_rc) : -1;
 
     if (json) {
         printf("{\"mb_per_s\": %.1f, \"handshakes_per_s\": %.0f, \"kb_per_idle_conn\": %.1f, "
                "\"mb_per_cpu_s\": %.1f, \"handshakes_per_cpu_s\": %.0f, \"handshakes_per_server_cpu_s\": %.0f, "
                "\"handshake_client_cpu_us\": %.0f, \"handshake_server_cpu_us\": %.0f, \"resumed_handshakes\": 0, "
                "\"kb_per_idle_end\": %.1f, \"idle_conns\": %d, \"handshakes\": %d, \"bulk_message_bytes\": %zu, "
-               "\"bulk_runs\": %d, \"pack_mb_per_s\": %.0f, \"unpack_mb_per_s\": %.0f, \"both_ends_in_process\": true, "
+               "\"bulk_runs\": %d, \"pack_mb_per_s\": %.0f, \"unpack_mb_per_s\": %.0f, \"server_process\": \"forked\", "
                "\"loops_closed_cleanly\": %s}\n",
                mbps, hs_per_s, kb_per_conn, mb_per_cpu_s, hs_per_cpu_s, hs_per_srv_cpu_s, hs_cli_us, hs_srv_us, kb_per_conn / 2,
                idle_ok, b->hs_done, sub_bytes, nruns, pack_mbps, unpack_mbps, loop_rc == 0 && srv_loop_rc == 0 ? "true" : "false");
     } else {
-        printf("wire (TLS 1.3 on loopback, server thread + client thread, one process)\n");
+        printf("wire (TLS 1.3 on loopback, server and client in two processes)\n");
         printf("  bulk:        %.1f MB/s wall, %.1f MB per CPU-second of the busier side (median of %d runs, %.2f MB "
                "messages)\n",
                mbps, mb_per_cpu_s, nruns, sub_bytes / 1e6);
@@ -611,7 +656,7 @@ int frl_bench_wire(int argc, char **argv)
         printf("  rank pack:   %.0f MB/s, unpack %.0f MB/s per CPU-second (1605632 edges x 21 bits)\n", pack_mbps, unpack_mbps);
     }
     free(b);
-    free(srv);
+    munmap(srv, sizeof *srv);
     if (!certs) { /* the temporary directory holds private keys: remove it */
         char cmd[400];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
