@@ -5,12 +5,10 @@
  * many elements are in flight at once. Nothing outside the arrays is
  * touched or addressed. */
 #include <string.h>
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#endif
 
 #include "aggregation/vote_internal.h"
 #include "common/frl_error.h"
+#include "common/frl_wc.h"
 
 #define PF FRL__VOTE_PREFETCH
 
@@ -225,20 +223,6 @@ double frl__vote_rho(frl__u128 d2, uint32_t n)
 #define PART_CW (1u << PART_CB)
 #define PART_LINE 16 /* uint32 per 64-byte line */
 
-static inline void part_flush_line(uint32_t *dst, const uint32_t *src)
-{
-#if defined(__SSE2__)
-    const __m128i *in = (const __m128i *)src;
-    __m128i *out = (__m128i *)dst;
-    _mm_stream_si128(out, _mm_load_si128(in));
-    _mm_stream_si128(out + 1, _mm_load_si128(in + 1));
-    _mm_stream_si128(out + 2, _mm_load_si128(in + 2));
-    _mm_stream_si128(out + 3, _mm_load_si128(in + 3));
-#else
-    memcpy(dst, src, PART_LINE * sizeof *dst);
-#endif
-}
-
 size_t frl__vote_part_scratch_size(uint32_t n)
 {
     size_t nb = ((size_t)(n ? n - 1 : 0) >> PART_SH) + 1, nc = ((size_t)(n ? n - 1 : 0) >> PART_CB) + 1;
@@ -291,7 +275,7 @@ static inline __attribute__((always_inline)) int part_pass1(const uint32_t *a, u
             buf[b][p & (PART_LINE - 1)] = ((e & (PART_W - 1)) << PART_CB) | (r & (PART_CW - 1));
             cur[b] = ++p;
             if ((p & (PART_LINE - 1)) == 0)
-                part_flush_line(pairs + p - PART_LINE, buf[b]);
+                frl_wc_line_out(pairs + p - PART_LINE, buf[b]);
         }
         memcpy(bounds + (size_t)c * nb, cur, nb * sizeof *cur);
     }
@@ -301,9 +285,7 @@ static inline __attribute__((always_inline)) int part_pass1(const uint32_t *a, u
         if (k)
             memcpy(pairs + p - k, buf[b], k * sizeof *pairs);
     }
-#if defined(__SSE2__)
-    _mm_sfence(); /* the streamed lines are visible to the loads that follow */
-#endif
+    frl_wc_fence();
     return 0;
 }
 

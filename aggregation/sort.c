@@ -16,12 +16,10 @@
 
 #include <stdint.h>
 #include <string.h>
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#endif
 
 #include "aggregation/vote_internal.h"
 #include "common/frl_error.h"
+#include "common/frl_wc.h"
 
 /* Digit widths: at most 32 output streams per pass. Measured on this
  * project's VM (loaded by other jobs), a scatter pass of 1.6 M uint32
@@ -322,20 +320,6 @@ static int argsort_u32_narrow(const uint32_t *keys, uint32_t n, int bits, uint32
 #define WC_BITS 8
 #define WC_NB (1u << WC_BITS)
 
-static inline void wc_line_out(void *dst, const void *src)
-{
-#if defined(__SSE2__)
-    const __m128i *in = (const __m128i *)src;
-    __m128i *out = (__m128i *)dst;
-    _mm_stream_si128(out, _mm_load_si128(in));
-    _mm_stream_si128(out + 1, _mm_load_si128(in + 1));
-    _mm_stream_si128(out + 2, _mm_load_si128(in + 2));
-    _mm_stream_si128(out + 3, _mm_load_si128(in + 3));
-#else
-    memcpy(dst, src, 64);
-#endif
-}
-
 /* One pass. SRC(i) gives item i (uint64: key << 32 | index) and its
  * digit; OT is the output type (uint64 items, or the uint32 index on the
  * last pass) and OUTV(x) what is stored. */
@@ -354,7 +338,7 @@ static inline void wc_line_out(void *dst, const void *src)
             wc[b][(p + phase) & (L - 1)] = (OT)(OUTV);                                                                             \
             if (((p + 1 + phase) & (L - 1)) == 0) {                                                                                \
                 if (p + 1 >= L && p + 1 - L >= start[b]) {                                                                        \
-                    wc_line_out(dst + p + 1 - L, wc[b]);                                                                           \
+                    frl_wc_line_out(dst + p + 1 - L, wc[b]);                                                                           \
                 } else {                                                                                                           \
                     for (uint32_t q = start[b]; q <= p; q++)                                                                       \
                         dst[q] = wc[b][(q + phase) & (L - 1)];                                                                     \
@@ -379,13 +363,6 @@ FRL__DEFINE_WC_PASS(wc_mid, uint64_t, uint64_t, x >> (32 + sh), x)
 FRL__DEFINE_WC_PASS(wc_last, uint64_t, uint32_t, x >> (32 + sh), (uint32_t)x)
 /* keys -> indices (a single active pass) */
 FRL__DEFINE_WC_PASS(wc_only, uint32_t, uint32_t, x >> sh, i)
-
-static void wc_fence(void)
-{
-#if defined(__SSE2__)
-    _mm_sfence(); /* streamed lines are visible to the next pass's loads */
-#endif
-}
 
 /* LSD radix sort of uint32 keys in [0, 2^bits), 8-bit digits. Needs
  * 16 n + 64 bytes of buf, 64-byte aligned. */
@@ -441,21 +418,21 @@ static void argsort_u32_wc(const uint32_t *keys, uint32_t n, int bits, uint32_t 
     }
     if (na == 1) {
         wc_only(keys, n, act[0] * digit, mask, hist[act[0]], order);
-        wc_fence();
+        frl_wc_fence();
         return;
     }
     uint64_t *xa = (uint64_t *)buf, *xb = (uint64_t *)(buf + (((size_t)n * 8 + 63) & ~(size_t)63));
     wc_first(keys, n, act[0] * digit, mask, hist[act[0]], xa);
-    wc_fence();
+    frl_wc_fence();
     for (int a = 1; a < na - 1; a++) {
         wc_mid(xa, n, act[a] * digit, mask, hist[act[a]], xb);
-        wc_fence();
+        frl_wc_fence();
         uint64_t *t = xa;
         xa = xb;
         xb = t;
     }
     wc_last(xa, n, act[na - 1] * digit, mask, hist[act[na - 1]], order);
-    wc_fence();
+    frl_wc_fence();
 }
 
 void frl__vote_argsort_bounded_u32(const uint32_t *keys, uint32_t n, uint32_t max_key, uint32_t *order, void *scratch)

@@ -344,27 +344,6 @@ static int free_port(void)
     return port;
 }
 
-static int make_certs(char *dir, size_t cap)
-{
-    snprintf(dir, cap, "/tmp/frl-bench-round-XXXXXX");
-    if (!mkdtemp(dir))
-        return -1;
-    char script[1024];
-    snprintf(script, sizeof script, "%s", __FILE__); /* .../bench/bench_round.c */
-    char *slash = strrchr(script, '/');
-    if (slash) {
-        *slash = '\0';
-        slash = strrchr(script, '/');
-    }
-    if (slash)
-        snprintf(slash, sizeof script - (size_t)(slash - script), "/deploy/gen-certs.sh");
-    else
-        snprintf(script, sizeof script, "deploy/gen-certs.sh");
-    char cmd[2200];
-    snprintf(cmd, sizeof cmd, "'%s' '%s' >/dev/null 2>&1", script, dir);
-    return system(cmd) == 0 ? 0 : -1;
-}
-
 /* Runs one scenario: server and clients in two child processes. */
 static int scenario(const char *certs, const char *model, int n, int rounds, unsigned train_ms, srv_result_t *res)
 {
@@ -477,7 +456,7 @@ int frl_bench_round(int argc, char **argv)
     char certs[512];
     if (certs_arg)
         snprintf(certs, sizeof certs, "%s", certs_arg);
-    else if (make_certs(certs, sizeof certs) != 0) {
+    else if (frl_bench_make_certs("frl-bench-round", certs, sizeof certs) != 0) {
         fprintf(stderr, "frl-bench round: deploy/gen-certs.sh failed\n");
         return 1;
     }

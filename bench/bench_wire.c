@@ -314,29 +314,6 @@ static double cpu_busiest(cpu_t a, cpu_t b)
     return cli > srv ? cli : srv;
 }
 
-static int make_certs(char *dir, size_t cap)
-{
-    snprintf(dir, cap, "/tmp/frl-bench-certs-XXXXXX");
-    if (!mkdtemp(dir))
-        return -1;
-    /* __FILE__ is bench/bench_wire.c in the source tree (CMake passes
-     * absolute paths); the script sits next door in deploy/. */
-    char script[1024];
-    snprintf(script, sizeof script, "%s", __FILE__);
-    char *slash = strrchr(script, '/');
-    if (slash) {
-        *slash = '\0';
-        slash = strrchr(script, '/');
-    }
-    if (slash)
-        snprintf(slash, sizeof script - (size_t)(slash - script), "/deploy/gen-certs.sh");
-    else
-        snprintf(script, sizeof script, "deploy/gen-certs.sh");
-    char cmd[2200];
-    snprintf(cmd, sizeof cmd, "'%s' '%s' >/dev/null 2>&1", script, dir);
-    return system(cmd) == 0 ? 0 : -1;
-}
-
 static void raise_nofile(unsigned want)
 {
     struct rlimit rl;
@@ -465,7 +442,7 @@ int frl_bench_wire(int argc, char **argv)
     char dir[256];
     if (certs) {
         snprintf(dir, sizeof dir, "%s", certs);
-    } else if (make_certs(dir, sizeof dir) < 0) {
+    } else if (frl_bench_make_certs("frl-bench-certs", dir, sizeof dir) < 0) {
         fprintf(stderr, "frl-bench wire: deploy/gen-certs.sh failed (use --certs DIR)\n");
         return 1;
     }

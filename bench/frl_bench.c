@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Areas whose benchmark is not linked into this build resolve to NULL. */
 #pragma weak frl_bench_train
@@ -63,4 +64,27 @@ int main(int argc, char **argv)
     }
     fprintf(stderr, "frl-bench: unknown subcommand '%s' (try --help)\n", argv[1]);
     return 2;
+}
+
+int frl_bench_make_certs(const char *prefix, char *dir, size_t cap)
+{
+    snprintf(dir, cap, "/tmp/%s-XXXXXX", prefix);
+    if (!mkdtemp(dir))
+        return -1;
+    /* __FILE__ is bench/frl_bench.c in the source tree (CMake passes
+     * absolute paths); the script sits next door in deploy/. */
+    char script[1024];
+    snprintf(script, sizeof script, "%s", __FILE__);
+    char *slash = strrchr(script, '/');
+    if (slash) {
+        *slash = '\0';
+        slash = strrchr(script, '/');
+    }
+    if (slash)
+        snprintf(slash, sizeof script - (size_t)(slash - script), "/deploy/gen-certs.sh");
+    else
+        snprintf(script, sizeof script, "deploy/gen-certs.sh");
+    char cmd[2200];
+    snprintf(cmd, sizeof cmd, "'%s' '%s' >/dev/null 2>&1", script, dir);
+    return system(cmd) == 0 ? 0 : -1;
 }

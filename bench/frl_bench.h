@@ -5,6 +5,8 @@
 #ifndef FRL_BENCH_H
 #define FRL_BENCH_H
 
+#include <stddef.h>
+
 int frl_bench_train(int argc, char **argv);
 int frl_bench_vote(int argc, char **argv);
 int frl_bench_wire(int argc, char **argv);
@@ -14,5 +16,8 @@ int frl_bench_sim(int argc, char **argv);
 
 /* Median of v[0..n) (sorts v in place). */
 double frl_bench_median(double *v, int n);
+/* Makes a throwaway CA, server certificate and key with deploy/gen-certs.sh
+ * in a new directory /tmp/<prefix>-XXXXXX, written to dir. 0 or -1. */
+int frl_bench_make_certs(const char *prefix, char *dir, size_t cap);
 
 #endif

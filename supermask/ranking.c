@@ -2,15 +2,13 @@
  * and exact top-k masks by O(n) selection. */
 #include "supermask/frl_ranking.h"
 #include "common/frl_error.h"
+#include "common/frl_wc.h"
 #include "supermask/ranking_internal.h"
 
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#endif
 
 int frl_mask_rule_parse(const char *s, frl_mask_rule *out)
 {
@@ -61,27 +59,13 @@ typedef struct {
     uint32_t start[RK_NB];
 } rk_wc;
 
-static inline void rk_line_out(uint32_t *dst, const uint32_t *src)
-{
-#if defined(__SSE2__)
-    const __m128i *in = (const __m128i *)src;
-    __m128i *out = (__m128i *)dst;
-    _mm_stream_si128(out, _mm_load_si128(in));
-    _mm_stream_si128(out + 1, _mm_load_si128(in + 1));
-    _mm_stream_si128(out + 2, _mm_load_si128(in + 2));
-    _mm_stream_si128(out + 3, _mm_load_si128(in + 3));
-#else
-    memcpy(dst, src, 64);
-#endif
-}
-
 static inline void rk_push(rk_wc *w, uint32_t *dst, uint32_t phase, uint32_t *off, uint32_t b, uint32_t v)
 {
     uint32_t p = off[b]++;
     w->line[b][(p + phase) & (RK_L - 1)] = v;
     if (((p + 1 + phase) & (RK_L - 1)) == 0) {
         if (p + 1 >= RK_L && p + 1 - RK_L >= w->start[b])
-            rk_line_out(dst + p + 1 - RK_L, w->line[b]);
+            frl_wc_line_out(dst + p + 1 - RK_L, w->line[b]);
         else
             for (uint32_t q = w->start[b]; q <= p; q++)
                 dst[q] = w->line[b][(q + phase) & (RK_L - 1)];
@@ -98,9 +82,7 @@ static void rk_finish(rk_wc *w, uint32_t *dst, uint32_t phase, const uint32_t *o
         for (; q < p; q++)
             dst[q] = w->line[b][(q + phase) & (RK_L - 1)];
     }
-#if defined(__SSE2__)
-    _mm_sfence(); /* the streamed lines are visible to the next pass's loads */
-#endif
+    frl_wc_fence();
 }
 
 /* LSD radix sort of edge indices by frl__float_key, 3 passes of 11/11/10 bits.
