@@ -1383,27 +1383,10 @@ int frl_server_new(uv_loop_t *loop, const frl_server_opts *o, frl_server_t **out
     try_open_round(s);
     return 0;
 fail:
-    if (s->metrics_f)
-        fclose(s->metrics_f);
     if (s->http)
         frl__http_close(s->http);
-    frl_vote_round_destroy(s->vr);
-    frl_vote_policy_destroy(s->policy);
-    frl_trainer_destroy(s->trainer);
-    if (s->netw_ok)
-        frl_network_free(&s->netw);
-    frl_dataset_free(&s->test);
-    frl_registry_free(&s->reg);
-    free(s->global);
-    free(s->next);
-    free(s->scratch);
-    free(s->by_idx);
-    free(s->flag);
-    free(s->selected);
-    free(s->reg_blob);
-    if (s->lock_fd >= 0)
-        close(s->lock_fd);
-    free(s);
+    s->http = NULL;
+    frl_server_free(s); /* everything else goes as on a normal exit */
     return r ? r : FRL_EINVAL;
 }
 
