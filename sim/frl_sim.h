@@ -3,7 +3,8 @@
  * Every round, through the same library code as the daemons:
  *   1. sample `per_round` distinct clients (stream FRL_STREAM_SAMPLE
  *      a=round b=try; the "reference" rule redraws while malicious clients
- *      are half or more of the round, as the reference's FRL_train);
+ *      are half or more of the round, as the reference's FRL_train), or
+ *      take them from the configured schedule;
  *   2. train every benign selected client from the global ranking on its
  *      own shard (frl_train_local, mini-batch order from FRL_STREAM_SHUFFLE
  *      a=client b=round), in parallel on `threads` worker threads, one
@@ -72,6 +73,12 @@ typedef struct frl_sim_config_s {
     frl_sim_sampling sampling;       /* FRL_SIM_SAMPLING_REFERENCE */
     frl_vote_policy_config_t policy; /* mode OFF */
     uint32_t trim;                   /* trimmed vote: drop trim highest and lowest positions per edge; 0 = plain vote */
+    /* Sampling schedule (NULL = draw): round r's clients are
+     * schedule[r * per_round .. + per_round), distinct ids < clients, for
+     * r < schedule_rounds >= rounds. Borrowed: it must outlive the
+     * simulation. The sampling rule does not apply to it. */
+    const uint32_t *schedule;
+    uint32_t schedule_rounds;
 } frl_sim_config_t;
 
 /* The defaults above (the reference's reduced anchor configuration). */
@@ -79,6 +86,16 @@ void frl_sim_config_default(frl_sim_config_t *cfg);
 /* "plain" | "reference"; 0 or FRL_EINVAL. */
 int frl_sim_sampling_parse(const char *s, frl_sim_sampling *out);
 const char *frl_sim_sampling_name(frl_sim_sampling s);
+/* Parses a sampling schedule: one line per round, per_round distinct client
+ * ids < clients (decimal, separated by spaces, tabs or commas); '#' starts
+ * a comment; blank lines are skipped. *ids is malloc'd (rounds x
+ * per_round). FRL_EINVAL with "line N: what" in err (if given), or
+ * FRL_ENOMEM. */
+int frl_sim_schedule_parse(const char *text, size_t len, uint32_t clients, uint32_t per_round, uint32_t **ids,
+                           uint32_t *rounds, char *err, size_t errcap);
+/* One row: ids < clients (else FRL_ERANGE) and distinct (else FRL_EINVAL);
+ * tmp holds per_round ids. */
+int frl_sim_schedule_check_row(const uint32_t *ids, uint32_t per_round, uint32_t clients, uint32_t *tmp);
 /* "none" | "flag" | "drop" | "downweight"; 0 or FRL_EINVAL. */
 int frl_sim_policy_parse(const char *s, frl_vote_policy_mode *out);
 const char *frl_sim_policy_name(frl_vote_policy_mode m);
@@ -90,7 +107,7 @@ typedef struct frl_sim_round_s {
     uint32_t n_selected;
     const uint32_t *selected;                      /* ascending client ids */
     uint32_t n_malicious;                          /* selected malicious clients */
-    uint32_t sample_tries;                         /* draws the sampling rule needed (1 = first) */
+    uint32_t sample_tries;                         /* draws the sampling rule needed (1 = first; 0 = from the schedule) */
     uint32_t attack_trainings;                     /* colluder trainings this round */
     uint32_t accepted, rejected, dropped, flagged; /* frl_vote_round_stats */
     double agree_min, agree_mean, agree_max;       /* over submitted valid votes (NaN if none) */

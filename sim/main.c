@@ -49,6 +49,9 @@ static void usage(FILE *f)
             "  --attack-trainers K     colluders that train benignly to build the view (25)\n"
             "  --boundary-band F       boundary attack: band per cut, fraction of a layer (%.2f)\n"
             "  --sampling RULE         plain | reference (redraw while malicious >= per-round/2) (reference)\n"
+            "  --schedule FILE         take each round's clients from FILE instead of drawing them: one line\n"
+            "                          per round, per-round distinct client ids ('#' comments); e.g. the\n"
+            "                          \"selected\" lists of an earlier run's --per-round-log\n"
             "robustness:\n"
             "  --policy MODE           none|flag|drop|downweight (none)\n"
             "  --policy-threshold X    agreement below X is low (%.2f)\n"
@@ -130,7 +133,7 @@ int main(int argc, char **argv)
 {
     frl_sim_config_t cfg;
     frl_sim_config_default(&cfg);
-    const char *data_dir = NULL, *json = NULL, *log_path = NULL, *seed_text = "0";
+    const char *data_dir = NULL, *json = NULL, *log_path = NULL, *seed_text = "0", *schedule_path = NULL;
     uint32_t train_n = 0, test_n = 0, u;
     int quiet = 0, no_timings = 0;
     enum {
@@ -157,6 +160,7 @@ int main(int argc, char **argv)
         O_ATTACK_TRAINERS,
         O_BAND,
         O_SAMPLING,
+        O_SCHEDULE,
         O_POLICY,
         O_POL_THR,
         O_POL_ROUNDS,
@@ -194,6 +198,7 @@ int main(int argc, char **argv)
                                          {"attack-trainers", required_argument, 0, O_ATTACK_TRAINERS},
                                          {"boundary-band", required_argument, 0, O_BAND},
                                          {"sampling", required_argument, 0, O_SAMPLING},
+                                         {"schedule", required_argument, 0, O_SCHEDULE},
                                          {"policy", required_argument, 0, O_POLICY},
                                          {"policy-threshold", required_argument, 0, O_POL_THR},
                                          {"policy-rounds", required_argument, 0, O_POL_ROUNDS},
@@ -288,6 +293,9 @@ int main(int argc, char **argv)
         case O_SAMPLING:
             bad = frl_sim_sampling_parse(optarg, &cfg.sampling);
             break;
+        case O_SCHEDULE:
+            schedule_path = optarg;
+            break;
         case O_POLICY:
             bad = frl_sim_policy_parse(optarg, &cfg.policy.mode);
             break;
@@ -352,12 +360,39 @@ int main(int argc, char **argv)
         return 2;
     }
 
+    uint32_t *schedule = NULL;
+    if (schedule_path) {
+        uint8_t *text = NULL;
+        size_t text_len = 0;
+        char err[160];
+        int src = frl_file_read_all(schedule_path, (size_t)1 << 30, &text, &text_len);
+        if (src) {
+            fprintf(stderr, "frl-sim: cannot read --schedule %s: %s\n", schedule_path, frl_strerror(src));
+            return 2;
+        }
+        src = frl_sim_schedule_parse((const char *)text, text_len, cfg.clients, cfg.per_round, &schedule, &cfg.schedule_rounds,
+                                     err, sizeof err);
+        free(text);
+        if (src) {
+            fprintf(stderr, "frl-sim: bad --schedule %s: %s\n", schedule_path, src == FRL_ENOMEM ? "out of memory" : err);
+            return 2;
+        }
+        if (cfg.schedule_rounds < (uint32_t)cfg.rounds) {
+            fprintf(stderr, "frl-sim: --schedule %s has %u rounds, --rounds is %d\n", schedule_path, cfg.schedule_rounds,
+                    cfg.rounds);
+            free(schedule);
+            return 2;
+        }
+        cfg.schedule = schedule;
+    }
+
     /* Data: the first train_n / test_n examples. */
     frl_dataset_t train = {0}, test = {0};
     uint32_t *sel = NULL;
     uint32_t nsel = train_n > test_n ? train_n : test_n;
     if (nsel && !(sel = malloc(sizeof(uint32_t) * nsel))) {
         fprintf(stderr, "frl-sim: out of memory\n");
+        free(schedule);
         return 1;
     }
     for (uint32_t i = 0; i < nsel; i++)
@@ -375,6 +410,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "frl-sim: cannot load data from %s: %s\n", data_dir ? data_dir : FRL_FMNIST_DIR, frl_strerror(rc));
         frl_dataset_free(&train);
         frl_dataset_free(&test);
+        free(schedule);
         return 1;
     }
 
@@ -565,6 +601,7 @@ out:
     free(mal);
     free(line);
     frl_sim_destroy(sim);
+    free(schedule);
     frl_dataset_free(&train);
     frl_dataset_free(&test);
     return status;

@@ -188,7 +188,25 @@ static int check_config(const frl_sim_config_t *c)
         return FRL_EINVAL;
     if (c->trim && 2 * (uint64_t)c->trim >= c->per_round)
         return FRL_EINVAL;
+    if (c->schedule && c->schedule_rounds < (uint32_t)c->rounds)
+        return FRL_EINVAL;
     return 0;
+}
+
+/* Every row of the schedule the run uses: distinct ids < clients. */
+static int check_schedule(const frl_sim_config_t *c)
+{
+    if (!c->schedule)
+        return 0;
+    uint32_t *tmp = malloc(sizeof(uint32_t) * c->per_round);
+    if (!tmp)
+        return FRL_ENOMEM;
+    int rc = 0;
+    for (int r = 0; r < c->rounds && !rc; r++)
+        if (frl_sim_schedule_check_row(c->schedule + (size_t)r * c->per_round, c->per_round, c->clients, tmp))
+            rc = FRL_EINVAL;
+    free(tmp);
+    return rc;
 }
 
 int frl_sim_create(const frl_sim_config_t *cfg, const frl_dataset_t *train, const frl_dataset_t *test, frl_sim_t **out)
@@ -198,7 +216,7 @@ int frl_sim_create(const frl_sim_config_t *cfg, const frl_dataset_t *train, cons
         return FRL_EINVAL;
     frl_model_spec_t spec;
     int rc = frl_model_spec_by_name(cfg->model, &spec);
-    if (rc)
+    if (rc || (rc = check_schedule(cfg)) != 0)
         return rc;
     if ((int)(train->rows * train->cols) != spec.in_c * spec.in_h * spec.in_w ||
         (int)(test->rows * test->cols) != spec.in_c * spec.in_h * spec.in_w || train->n_classes > (uint32_t)spec.n_classes)
@@ -213,7 +231,7 @@ int frl_sim_create(const frl_sim_config_t *cfg, const frl_dataset_t *train, cons
     sim->n_mal = frl_attack_n_malicious(cfg->malicious, cfg->clients);
     /* The reference rule needs enough benign clients to ever accept a draw:
      * at most (per_round - 1) / 2 malicious in a round. */
-    if (cfg->sampling == FRL_SIM_SAMPLING_REFERENCE && cfg->clients - sim->n_mal < cfg->per_round - (cfg->per_round - 1) / 2) {
+    if (!cfg->schedule && cfg->sampling == FRL_SIM_SAMPLING_REFERENCE && cfg->clients - sim->n_mal < cfg->per_round - (cfg->per_round - 1) / 2) {
         free(sim);
         return FRL_EINVAL;
     }
@@ -464,6 +482,16 @@ static void sort_tasks_by_size(task_t *t, size_t n, const frl_partition_t *part)
 static int sample_clients(frl_sim_t *sim, uint32_t *n_mal_sel, uint32_t *tries)
 {
     const frl_sim_config_t *c = &sim->cfg;
+    if (c->schedule) {
+        memcpy(sim->selected, c->schedule + (size_t)sim->round * c->per_round, sizeof(uint32_t) * c->per_round);
+        qsort(sim->selected, c->per_round, sizeof(uint32_t), cmp_u32);
+        uint32_t mal = 0;
+        for (uint32_t i = 0; i < c->per_round; i++)
+            mal += sim->selected[i] < sim->n_mal;
+        *n_mal_sel = mal;
+        *tries = 0;
+        return 0;
+    }
     for (uint32_t t = 0; t < FRL_SIM_MAX_SAMPLE_TRIES; t++) {
         frl_rng_t rng;
         frl_rng_init(&rng, c->seed, FRL_STREAM_SAMPLE, (uint32_t)sim->round, t);
@@ -811,12 +839,12 @@ int frl_sim_config_json(const frl_sim_config_t *c, char *buf, size_t cap)
          "\"lr\":%.9g,\"lr_decay\":%.9g,\"momentum\":%.9g,\"wd\":%.9g,\"batch\":%d,\"keep\":%.9g,\"rule\":\"%s\","
          "\"seed\":\"%s\",\"threads\":%d,\"eval_every\":%d,\"eval_n\":%u,\"malicious\":%.9g,\"attack\":\"%s\","
          "\"attack_trainers\":%u,\"boundary_band\":%.9g,\"sampling\":\"%s\",\"policy\":\"%s\",\"policy_threshold\":%.9g,"
-         "\"policy_rounds\":%u,\"policy_weight_ok\":%u,\"policy_weight_low\":%u,\"trim\":%u}",
+         "\"policy_rounds\":%u,\"policy_weight_ok\":%u,\"policy_weight_low\":%u,\"trim\":%u,\"schedule\":%s}",
          c->model, c->clients, c->per_round, c->rounds, c->train.epochs, part, c->train.lr, c->lr_decay, c->train.momentum,
          c->train.weight_decay, c->train.batch, c->train.keep, frl_mask_rule_name(c->train.rule), hex, c->threads, c->eval_every,
          c->eval_n, c->malicious, frl_attack_name(c->attack), c->attack_trainers, c->boundary_band,
          frl_sim_sampling_name(c->sampling), frl_sim_policy_name(c->policy.mode), c->policy.threshold, c->policy.rounds,
-         c->policy.weight_ok, c->policy.weight_low, c->trim);
+         c->policy.weight_ok, c->policy.weight_low, c->trim, c->schedule ? "true" : "false");
     if (len >= cap)
         return FRL_ETOOBIG;
     return (int)len;
