@@ -120,6 +120,11 @@ int frl_vote_tally_create(const frl_vote_layout_t *layout, frl_vote_tally_t **ou
 void frl_vote_tally_destroy(frl_vote_tally_t *t);
 /* Back to an empty tally (sums 0, no votes) for the next round. O(edges). */
 void frl_vote_tally_reset(frl_vote_tally_t *t);
+/* Threads that add a vote's large layers (2^19 edges and more): 1, the
+ * default, or 2: the caller's and a helper thread the tally owns from now
+ * until it is destroyed or set back to 1. Same sums bit for bit. Returns
+ * 0, FRL_EINVAL or FRL_ENOMEM (then it stays as it was). */
+int frl_vote_tally_set_threads(frl_vote_tally_t *t, int threads);
 /* The tally's layout (valid while the tally lives). */
 const frl_vote_layout_t *frl_vote_tally_layout(const frl_vote_tally_t *t);
 

@@ -205,10 +205,10 @@ double frl__vote_rho(frl__u128 d2, uint32_t n)
 /* Partitioned add for large layers (see vote_internal.h).
  *
  * Pass 1 reads the ranking once and sends each (r, e) to bucket e >> 14,
- * whose 2^14 edges own the places [b << 14, (b + 1) << 14) of `pairs`: with
- * a valid permutation every bucket receives exactly as many pairs as it
- * covers edges, so places are known without counting, and a bucket that
- * overflows proves a bad ranking. A pair is one uint32,
+ * whose 2^14 edges own the places [b << 14, (b + 1) << 14) of a pairs
+ * region: with a valid permutation every bucket receives exactly as many
+ * pairs as it covers edges, so places are known without counting, and a
+ * bucket that overflows proves a bad ranking. A pair is one uint32,
  * (e & 0x3fff) << 18 | (r & 0x3ffff): r's high bits are its chunk of 2^18
  * positions, and the bucket cursors are recorded at every chunk's end, so
  * pass 2 knows them. Stores go through a 64-byte buffer per bucket and
@@ -216,54 +216,55 @@ double frl__vote_rho(frl__u128 d2, uint32_t n)
  * buckets can be written without the store path falling off a cliff.
  *
  * Pass 2 applies each bucket, whose 64 KB slices of S and of ref_pos stay
- * in L2; the next bucket's slices are prefetched on the way. */
+ * in L2; the next bucket's slices are prefetched on the way.
+ *
+ * With a helper thread, pass 1 is split by positions into two halves, each
+ * with its own pairs region and chunk cursors (a bucket's pairs are then
+ * the first half's, followed by the second's), and pass 2 by buckets. Each
+ * thread only writes its own region, bucket range and bitmap words, so no
+ * two threads ever touch the same memory, whatever the ranking holds. */
 #define PART_SH 14 /* edges per bucket: 2^14, 64 KB slices */
 #define PART_W (1u << PART_SH)
 #define PART_CB (32 - PART_SH) /* positions per chunk: 2^18 */
 #define PART_CW (1u << PART_CB)
 #define PART_LINE 16 /* uint32 per 64-byte line */
+#define PART_MT_MIN (1u << 19) /* smaller layers: one thread (a post + join costs more than it saves) */
+
+typedef struct part_half_s {
+    uint32_t *pairs;  /* region: bucket b's pairs from b << PART_SH */
+    uint32_t *bounds; /* [c * nb + b]: bucket b's cursor at the end of chunk c, for the chunks of [r_lo, r_hi) */
+    uint32_t r_lo, r_hi;
+    uint32_t cur[FRL__VOTE_PART_MAX_BUCKETS]; /* cursors after pass 1 */
+} part_half_t;
+
+static size_t part_region_words(uint32_t n)
+{
+    return (((size_t)n + 15) & ~(size_t)15) + 16;
+}
 
 size_t frl__vote_part_scratch_size(uint32_t n)
 {
     size_t nb = ((size_t)(n ? n - 1 : 0) >> PART_SH) + 1, nc = ((size_t)(n ? n - 1 : 0) >> PART_CB) + 1;
-    return ((size_t)n + 16) * 4 + 64 + nb * nc * 4;
+    return 2 * (part_region_words(n) * 4 + nb * nc * 4) + 64;
 }
 
-/* Takes back what pass 2 applied: every bucket before stop_b, and the
- * pairs of bucket stop_b before place stop_j (uint32 arithmetic is
- * modular, so S ends bit for bit as it was). */
-static void part_undo(uint32_t *s, const uint32_t *pairs, const uint32_t *bounds, uint32_t nb, uint32_t nchunks, uint32_t w,
-                      uint32_t stop_b, uint32_t stop_j)
-{
-    for (uint32_t b = 0; b <= stop_b && b < nb; b++) {
-        uint32_t *sb = s + ((size_t)b << PART_SH);
-        uint32_t j = b << PART_SH;
-        for (uint32_t c = 0; c < nchunks; c++) {
-            uint32_t hi = bounds[(size_t)c * nb + b];
-            if (b == stop_b && hi > stop_j)
-                hi = stop_j;
-            uint32_t rbase = c << PART_CB;
-            for (; j < hi; j++) {
-                uint32_t x = pairs[j];
-                sb[x >> PART_CB] -= w * (rbase | (x & (PART_CW - 1)));
-            }
-        }
-    }
-}
-
-/* Pass 1 (see above). Returns 1 on a value out of range or a bucket
- * overflow (check only); nothing has been added then. */
+/* Pass 1 (see above) over positions [h->r_lo, h->r_hi). Returns 1 on a
+ * value out of range or a bucket overflowing this half's region (check
+ * only); nothing has been added then. */
 static inline __attribute__((always_inline)) int part_pass1(const uint32_t *a, uint32_t n, const int check, uint32_t nb,
-                                                           uint32_t *pairs, uint32_t *bounds, uint32_t *cur, uint32_t *end)
+                                                           part_half_t *h)
 {
     _Alignas(64) uint32_t buf[FRL__VOTE_PART_MAX_BUCKETS][PART_LINE];
+    uint32_t end[FRL__VOTE_PART_MAX_BUCKETS], *cur = h->cur, *pairs = h->pairs;
     for (uint32_t b = 0; b < nb; b++) {
         cur[b] = b << PART_SH;
         end[b] = b + 1 < nb ? (b + 1) << PART_SH : n;
     }
-    uint32_t nc = ((n - 1) >> PART_CB) + 1;
-    for (uint32_t c = 0; c < nc; c++) {
-        uint32_t r0 = c << PART_CB, r1 = c + 1 < nc ? r0 + PART_CW : n;
+    uint32_t c0 = h->r_lo >> PART_CB, c1 = (h->r_hi - 1) >> PART_CB;
+    for (uint32_t c = c0; c <= c1; c++) {
+        uint32_t r0 = c << PART_CB, r1 = c < ((n - 1) >> PART_CB) ? r0 + PART_CW : n;
+        r0 = r0 > h->r_lo ? r0 : h->r_lo;
+        r1 = r1 < h->r_hi ? r1 : h->r_hi;
         for (uint32_t r = r0; r < r1; r++) {
             uint32_t e = a[r];
             if (check && e >= n)
@@ -277,7 +278,7 @@ static inline __attribute__((always_inline)) int part_pass1(const uint32_t *a, u
             if ((p & (PART_LINE - 1)) == 0)
                 frl_wc_line_out(pairs + p - PART_LINE, buf[b]);
         }
-        memcpy(bounds + (size_t)c * nb, cur, nb * sizeof *cur);
+        memcpy(h->bounds + (size_t)c * nb, cur, nb * sizeof *cur);
     }
     /* The partly filled last line of each bucket. */
     for (uint32_t b = 0; b < nb; b++) {
@@ -287,6 +288,26 @@ static inline __attribute__((always_inline)) int part_pass1(const uint32_t *a, u
     }
     frl_wc_fence();
     return 0;
+}
+
+/* Takes back buckets [b0, b1) in full (uint32 arithmetic is modular, so S
+ * ends bit for bit as it was). */
+static void part_undo(uint32_t *s, const part_half_t *halves, int nh, uint32_t nb, uint32_t w, uint32_t b0, uint32_t b1)
+{
+    for (uint32_t b = b0; b < b1; b++) {
+        uint32_t *sb = s + ((size_t)b << PART_SH);
+        for (int k = 0; k < nh; k++) {
+            const part_half_t *h = &halves[k];
+            uint32_t j = b << PART_SH;
+            for (uint32_t c = h->r_lo >> PART_CB; c <= (h->r_hi - 1) >> PART_CB; c++) {
+                uint32_t hi = h->bounds[(size_t)c * nb + b], rbase = c << PART_CB;
+                for (; j < hi; j++) {
+                    uint32_t x = h->pairs[j];
+                    sb[x >> PART_CB] -= w * (rbase | (x & (PART_CW - 1)));
+                }
+            }
+        }
+    }
 }
 
 /* Are bits [0, len) of bitmap all set? */
@@ -302,52 +323,57 @@ static int part_bits_full(const uint64_t *bitmap, uint32_t len)
     return rest == 0 || (bitmap[w] | (~(uint64_t)0 << rest)) == ~(uint64_t)0;
 }
 
-/* Pass 2 (see above), specialised by the constant flags. */
+/* Pass 2 (see above) over buckets [b0, b1), specialised by the constant
+ * flags. On a duplicate it takes back what it applied and returns 1. */
 static inline __attribute__((always_inline)) int part_pass2(uint32_t *s, uint32_t n, uint32_t w, const int check, const int assign,
-                                                           uint64_t *bitmap,
-                                                           const uint32_t *pairs, const uint32_t *bounds, uint32_t nb,
-                                                           const uint32_t *ref_pos, frl__u128 *d2)
+                                                           uint64_t *bitmap, const part_half_t *halves, int nh, uint32_t nb,
+                                                           uint32_t b0, uint32_t b1, const uint32_t *ref_pos, frl__u128 *d2)
 {
     frl__u128 acc = 0;
-    for (uint32_t b = 0; b < nb; b++) {
+    for (uint32_t b = b0; b < b1; b++) {
         uint32_t lo = b << PART_SH, len = b + 1 < nb ? PART_W : n - lo;
         uint32_t *sb = s + lo;
         const uint32_t *qb = ref_pos ? ref_pos + lo : NULL;
         /* The next bucket's slices, one line of each every 16 pairs:
          * touched in random order they would miss once per line. */
-        uint32_t next = b + 1 < nb ? (b + 2 < nb ? PART_W : n - lo - PART_W) : 0;
+        uint32_t next = b + 1 < b1 ? (b + 2 < nb ? PART_W : n - lo - PART_W) : 0;
         const uint32_t *pf_s = next ? s + lo + PART_W : s, *pf_q = ref_pos && next ? ref_pos + lo + PART_W : ref_pos;
         if (check)
             memset(bitmap, 0, frl__vote_bitmap_bytes(len));
         uint64_t bacc = 0; /* < 2^14 squares of values < 2^23: fits */
-        uint32_t j = lo, nc = ((n - 1) >> PART_CB) + 1, pf_k = 0;
-        for (uint32_t c = 0; c < nc; c++) {
-            uint32_t hi = bounds[(size_t)c * nb + b];
-            uint32_t rbase = c << PART_CB;
-            /* Blocks of 16 pairs, one line of each next slice per block. */
-            for (;;) {
-                uint32_t stop = hi - j >= PART_LINE ? j + PART_LINE : hi;
-                if (j == stop)
-                    break;
-                if (pf_k < next) {
-                    __builtin_prefetch(pf_s + pf_k, 1);
-                    if (ref_pos)
-                        __builtin_prefetch(pf_q + pf_k, 0);
-                    pf_k += PART_LINE;
-                }
-                for (; j < stop; j++) {
-                    uint32_t x = pairs[j];
-                    uint32_t el = x >> PART_CB, r = rbase | (x & (PART_CW - 1));
-                    if (check)
-                        bitmap[el >> 6] |= (uint64_t)1 << (el & 63);
-                    if (assign)
-                        sb[el] = r;
-                    else
-                        sb[el] += w * r;
-                    if (ref_pos) {
-                        uint32_t q = qb[el];
-                        uint64_t d = (uint64_t)((int64_t)r - (int64_t)q); /* squared: the sign does not matter */
-                        bacc += d * d;
+        uint32_t pf_k = 0;
+        for (int k = 0; k < nh; k++) {
+            const part_half_t *h = &halves[k];
+            const uint32_t *pairs = h->pairs;
+            uint32_t j = lo;
+            for (uint32_t c = h->r_lo >> PART_CB; c <= (h->r_hi - 1) >> PART_CB; c++) {
+                uint32_t hi = h->bounds[(size_t)c * nb + b];
+                uint32_t rbase = c << PART_CB;
+                /* Blocks of 16 pairs, one line of each next slice per block. */
+                for (;;) {
+                    uint32_t stop = hi - j >= PART_LINE ? j + PART_LINE : hi;
+                    if (j == stop)
+                        break;
+                    if (pf_k < next) {
+                        __builtin_prefetch(pf_s + pf_k, 1);
+                        if (ref_pos)
+                            __builtin_prefetch(pf_q + pf_k, 0);
+                        pf_k += PART_LINE;
+                    }
+                    for (; j < stop; j++) {
+                        uint32_t x = pairs[j];
+                        uint32_t el = x >> PART_CB, r = rbase | (x & (PART_CW - 1));
+                        if (check)
+                            bitmap[el >> 6] |= (uint64_t)1 << (el & 63);
+                        if (assign)
+                            sb[el] = r;
+                        else
+                            sb[el] += w * r;
+                        if (ref_pos) {
+                            uint32_t q = qb[el];
+                            uint64_t d = (uint64_t)((int64_t)r - (int64_t)q); /* squared: the sign does not matter */
+                            bacc += d * d;
+                        }
                     }
                 }
             }
@@ -356,24 +382,25 @@ static inline __attribute__((always_inline)) int part_pass2(uint32_t *s, uint32_
          * range; a duplicate leaves a bit unset. Then everything applied
          * so far is taken back. */
         if (check && !part_bits_full(bitmap, len)) {
-            part_undo(s, pairs, bounds, nb, nc, w, b, lo + len);
+            part_undo(s, halves, nh, nb, w, b0, b + 1);
             return 1;
         }
         acc += bacc;
     }
-    if (d2)
-        *d2 = acc;
+    *d2 = acc;
     return 0;
 }
 
+/* The flag combinations, each a pass 1 and a pass 2 function. */
 #define FRL__DEFINE_PART(NAME, CHECK, REF, ASSIGN)                                                                                 \
-    static int NAME(uint32_t *s, const uint32_t *a, uint32_t n, uint32_t w, uint64_t *bitmap, uint32_t *pairs, uint32_t *bounds,   \
-                    const uint32_t *ref_pos, frl__u128 *d2)                                                                        \
+    static int NAME##_p1(const uint32_t *a, uint32_t n, uint32_t nb, part_half_t *h)                                               \
     {                                                                                                                              \
-        uint32_t nb = ((n - 1) >> PART_SH) + 1, cur[FRL__VOTE_PART_MAX_BUCKETS], end[FRL__VOTE_PART_MAX_BUCKETS];                  \
-        if (part_pass1(a, n, CHECK, nb, pairs, bounds, cur, end))                                                                  \
-            return 1;                                                                                                              \
-        return part_pass2(s, n, w, CHECK, ASSIGN, bitmap, pairs, bounds, nb, REF ? ref_pos : NULL, d2);                            \
+        return part_pass1(a, n, CHECK, nb, h);                                                                                     \
+    }                                                                                                                              \
+    static int NAME##_p2(uint32_t *s, uint32_t n, uint32_t w, uint64_t *bitmap, const part_half_t *halves, int nh, uint32_t nb,    \
+                         uint32_t b0, uint32_t b1, const uint32_t *ref_pos, frl__u128 *d2)                                         \
+    {                                                                                                                              \
+        return part_pass2(s, n, w, CHECK, ASSIGN, bitmap, halves, nh, nb, b0, b1, REF ? ref_pos : NULL, d2);                       \
     }
 FRL__DEFINE_PART(part_add, 0, 0, 0)
 FRL__DEFINE_PART(part_add_checked, 1, 0, 0)
@@ -381,21 +408,116 @@ FRL__DEFINE_PART(part_add_checked_d2, 1, 1, 0)
 FRL__DEFINE_PART(part_add_d2, 0, 1, 0)
 FRL__DEFINE_PART(part_invert, 0, 0, 1)
 
-int frl__vote_add_part32(uint32_t *s, const uint32_t *a, uint32_t n, uint32_t w, int check, uint64_t *bitmap, void *scratch,
-                         const uint32_t *ref_pos, frl__u128 *d2)
+typedef struct part_kind_s {
+    int (*p1)(const uint32_t *a, uint32_t n, uint32_t nb, part_half_t *h);
+    int (*p2)(uint32_t *s, uint32_t n, uint32_t w, uint64_t *bitmap, const part_half_t *halves, int nh, uint32_t nb, uint32_t b0,
+              uint32_t b1, const uint32_t *ref_pos, frl__u128 *d2);
+} part_kind_t;
+
+/* Everything one thread needs for its share of a pass. */
+typedef struct part_job_s {
+    const part_kind_t *kind;
+    uint32_t *s;
+    const uint32_t *a;
+    uint32_t n, w, nb;
+    uint64_t *bitmap;
+    part_half_t *halves;
+    int nh;
+    int pass;       /* 1 or 2 */
+    int half;       /* pass 1: which half */
+    uint32_t b0, b1; /* pass 2: bucket range */
+    const uint32_t *ref_pos;
+    frl__u128 d2;
+    int rc;
+} part_job_t;
+
+static void part_job_run(void *p)
 {
-    uint32_t *pairs = (uint32_t *)scratch;
-    uint32_t *bounds = pairs + (((size_t)n + 15) & ~(size_t)15) + 16;
+    part_job_t *j = p;
+    if (j->pass == 1)
+        j->rc = j->kind->p1(j->a, j->n, j->nb, &j->halves[j->half]);
+    else
+        j->rc = j->kind->p2(j->s, j->n, j->w, j->bitmap, j->halves, j->nh, j->nb, j->b0, j->b1, j->ref_pos, &j->d2);
+}
+
+static int part_run(const part_kind_t *kind, int check, uint32_t *s, const uint32_t *a, uint32_t n, uint32_t w, uint64_t *bitmap,
+                    void *scratch, const uint32_t *ref_pos, frl__u128 *d2, frl__vote_helper_t *helper)
+{
+    uint32_t nb = ((n - 1) >> PART_SH) + 1, nc = ((n - 1) >> PART_CB) + 1;
+    const int nh = helper && n >= PART_MT_MIN ? 2 : 1;
+    part_half_t halves[2];
+    uint32_t *base = (uint32_t *)scratch;
+    size_t region = part_region_words(n);
+    uint32_t split = nh == 2 ? n / 2 : n;
+    for (int k = 0; k < nh; k++) {
+        halves[k].pairs = base + (size_t)k * region;
+        halves[k].bounds = base + (size_t)2 * region + (size_t)k * nb * nc;
+        halves[k].r_lo = k ? split : 0;
+        halves[k].r_hi = k + 1 < nh ? split : n;
+    }
+    part_job_t job = {.kind = kind, .s = s, .a = a, .n = n, .w = w, .nb = nb, .halves = halves, .nh = nh, .ref_pos = ref_pos};
+    frl__u128 acc = 0;
+    if (nh == 1) {
+        if (kind->p1(a, n, nb, &halves[0]))
+            return 1;
+        int rc = kind->p2(s, n, w, bitmap, halves, 1, nb, 0, nb, ref_pos, &acc);
+        if (!rc && d2)
+            *d2 = acc;
+        return rc;
+    }
+    /* Pass 1: the helper takes the second half of the positions. */
+    job.pass = 1;
+    job.half = 1;
+    frl__vote_helper_post(helper, part_job_run, &job);
+    int rc0 = kind->p1(a, n, nb, &halves[0]);
+    frl__vote_helper_join(helper);
+    if (rc0 || job.rc)
+        return 1;
+    /* Each half kept inside its region; together they must fill every
+     * bucket exactly (else a bucket lacks an edge, which pass 2 would find
+     * too, after adding and taking back: refuse before). */
     if (check)
-        return ref_pos ? part_add_checked_d2(s, a, n, w, bitmap, pairs, bounds, ref_pos, d2)
-                       : part_add_checked(s, a, n, w, bitmap, pairs, bounds, NULL, d2);
-    return ref_pos ? part_add_d2(s, a, n, w, bitmap, pairs, bounds, ref_pos, d2)
-                   : part_add(s, a, n, w, bitmap, pairs, bounds, NULL, d2);
+        for (uint32_t b = 0; b < nb; b++) {
+            uint32_t lo = b << PART_SH, len = b + 1 < nb ? PART_W : n - lo;
+            if ((uint64_t)(halves[0].cur[b] - lo) + (halves[1].cur[b] - lo) != len)
+                return 1;
+        }
+    /* Pass 2: the helper takes the second half of the buckets, with its
+     * own bitmap words (frl__vote_bitmap_bytes(n) holds two buckets' worth
+     * for n >= PART_MT_MIN). */
+    uint32_t bsplit = nb / 2;
+    job.pass = 2;
+    job.b0 = bsplit;
+    job.b1 = nb;
+    job.bitmap = bitmap ? bitmap + (PART_W >> 6) : NULL;
+    frl__vote_helper_post(helper, part_job_run, &job);
+    rc0 = kind->p2(s, n, w, bitmap, halves, 2, nb, 0, bsplit, ref_pos, &acc);
+    frl__vote_helper_join(helper);
+    /* A failed range took back its own adds; take back the other one's. */
+    if (rc0 && !job.rc)
+        part_undo(s, halves, 2, nb, w, bsplit, nb);
+    else if (!rc0 && job.rc)
+        part_undo(s, halves, 2, nb, w, 0, bsplit);
+    if (rc0 || job.rc)
+        return 1;
+    if (d2)
+        *d2 = acc + job.d2;
+    return 0;
+}
+
+static const part_kind_t k_add = {part_add_p1, part_add_p2}, k_add_checked = {part_add_checked_p1, part_add_checked_p2},
+                         k_add_checked_d2 = {part_add_checked_d2_p1, part_add_checked_d2_p2},
+                         k_add_d2 = {part_add_d2_p1, part_add_d2_p2}, k_invert = {part_invert_p1, part_invert_p2};
+
+int frl__vote_add_part32(uint32_t *s, const uint32_t *a, uint32_t n, uint32_t w, int check, uint64_t *bitmap, void *scratch,
+                         const uint32_t *ref_pos, frl__u128 *d2, frl__vote_helper_t *helper)
+{
+    const part_kind_t *kind =
+        check ? (ref_pos ? &k_add_checked_d2 : &k_add_checked) : (ref_pos ? &k_add_d2 : &k_add);
+    return part_run(kind, check, s, a, n, w, bitmap, scratch, ref_pos, d2, helper);
 }
 
 void frl__vote_positions_part32(uint32_t *pos, const uint32_t *a, uint32_t n, void *scratch)
 {
-    uint32_t *pairs = (uint32_t *)scratch;
-    uint32_t *bounds = pairs + (((size_t)n + 15) & ~(size_t)15) + 16;
-    (void)part_invert(pos, a, n, 0, NULL, pairs, bounds, NULL, NULL);
+    (void)part_run(&k_invert, 0, pos, a, n, 0, NULL, scratch, NULL, NULL, NULL);
 }

@@ -30,6 +30,7 @@ struct frl_vote_tally_s {
     uint64_t weight;         /* sum of their weights */
     uint64_t *bitmap;        /* validation scratch for the largest layer */
     void *sort_buf;          /* argsort and partitioned-add scratch, largest layer */
+    frl__vote_helper_t *helper; /* second thread for large layers, or NULL */
 };
 
 int frl_vote_tally_create(const frl_vote_layout_t *layout, frl_vote_tally_t **out)
@@ -72,7 +73,20 @@ void frl_vote_tally_destroy(frl_vote_tally_t *t)
     frl__vote_free_big(t->pending);
     free(t->bitmap);
     frl__vote_free_big(t->sort_buf);
+    frl__vote_helper_destroy(t->helper);
     free(t);
+}
+
+int frl_vote_tally_set_threads(frl_vote_tally_t *t, int threads)
+{
+    if (!t || threads < 1 || threads > 2)
+        return FRL_EINVAL;
+    if (threads == 1) {
+        frl__vote_helper_destroy(t->helper);
+        t->helper = NULL;
+        return 0;
+    }
+    return t->helper ? 0 : frl__vote_helper_create(&t->helper);
 }
 
 void frl_vote_tally_reset(frl_vote_tally_t *t)
@@ -147,7 +161,7 @@ int frl_vote_tally_add_valid(frl_vote_tally_t *t, const uint32_t *ranking, uint3
             uint32_t n = L->n_edges[l];
             if (n >= FRL__VOTE_PART_MIN && n <= FRL__VOTE_PART_MAX)
                 (void)frl__vote_add_part32(t->pending + L->offset[l], ranking + L->offset[l], n, weight, 0, NULL, t->sort_buf,
-                                           NULL, NULL);
+                                           NULL, NULL, t->helper);
             else
                 frl__vote_add32(t->pending + L->offset[l], ranking + L->offset[l], n, weight);
         }
@@ -189,7 +203,7 @@ int frl__vote_tally_add_agree(frl_vote_tally_t *t, const uint32_t *ranking, int 
         if (pend && n >= FRL__VOTE_PART_MIN && n <= FRL__VOTE_PART_MAX) {
             /* Large layer: partitioned add (the sort scratch holds the pairs). */
             if (frl__vote_add_part32(t->pending + off, ranking + off, n, weight, 1, t->bitmap, t->sort_buf,
-                                     ref_pos ? ref_pos + off : NULL, &d2)) {
+                                     ref_pos ? ref_pos + off : NULL, &d2, t->helper)) {
                 rc = frl__vote_check_perm(ranking + off, n, t->bitmap, &bad_index, &bad_value);
                 if (rc == 0) /* cannot happen: a failed partition proves a bad value */
                     rc = FRL_EVOTE_DUPLICATE;

@@ -88,24 +88,33 @@ int frl__vote_add_checked_d2(uint64_t *s, const uint32_t *a, uint32_t n, uint64_
 int frl__vote_add_checked_d232(uint32_t *s, const uint32_t *a, uint32_t n, uint32_t w, uint64_t *bitmap, const uint32_t *ref_pos,
                                frl__u128 *d2, int64_t *bad_index, uint64_t *bad_value);
 
+/* One helper thread for the two-thread kernels (helper.c): post a job, do
+ * the caller's half, join. create returns 0 or FRL_ENOMEM. */
+typedef struct frl__vote_helper_s frl__vote_helper_t;
+int frl__vote_helper_create(frl__vote_helper_t **out);
+void frl__vote_helper_destroy(frl__vote_helper_t *h);
+void frl__vote_helper_post(frl__vote_helper_t *h, void (*fn)(void *), void *arg);
+void frl__vote_helper_join(frl__vote_helper_t *h);
+
 /* Partitioned add into uint32 sums, for layers of FRL__VOTE_PART_MIN to
  * FRL__VOTE_PART_MAX edges: S[a[r]] += w * r (and, with ref_pos, *d2 as
  * above) in two cache-friendly passes through `scratch`
  * (frl__vote_part_scratch_size(n) bytes, 64-byte aligned) instead of n
- * scattered read-modify-writes over the whole layer: buckets of 2^16 edges
+ * scattered read-modify-writes over the whole layer: buckets of 2^14 edges
  * (at most FRL__VOTE_PART_MAX_BUCKETS), pairs packed in one uint32 (see
  * kernels.c). Measured on this project's VM for lenet's 1.6 M-edge layer:
  * the plain prefetched scatter costs about 15 ms, the partitioned add
- * about 4. With `check`, the ranking is verified on the way (`bitmap`
- * needs frl__vote_bitmap_bytes(2^16)); on any failure it returns 1 with S
+ * about 4-8. With `check`, the ranking is verified on the way (`bitmap`
+ * needs frl__vote_bitmap_bytes(2^15)); on any failure it returns 1 with S
  * exactly as before, and the caller finds the first bad position with
- * frl__vote_check_perm. */
+ * frl__vote_check_perm. With a helper (not NULL), layers of 2^19 edges
+ * and more are done by two threads: same result, bit for bit. */
 #define FRL__VOTE_PART_MIN 65536u
 #define FRL__VOTE_PART_MAX_BUCKETS 512u
 #define FRL__VOTE_PART_MAX (FRL__VOTE_PART_MAX_BUCKETS << 14)
 size_t frl__vote_part_scratch_size(uint32_t n);
 int frl__vote_add_part32(uint32_t *s, const uint32_t *a, uint32_t n, uint32_t w, int check, uint64_t *bitmap, void *scratch,
-                         const uint32_t *ref_pos, frl__u128 *d2);
+                         const uint32_t *ref_pos, frl__u128 *d2, frl__vote_helper_t *helper);
 /* pos[a[r]] = r for a valid permutation of FRL__VOTE_PART_MIN to
  * FRL__VOTE_PART_MAX edges, the same two passes (scratch as above). */
 void frl__vote_positions_part32(uint32_t *pos, const uint32_t *a, uint32_t n, void *scratch);

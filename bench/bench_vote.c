@@ -1,7 +1,7 @@
 /* frl-bench vote: cost of the server's vote (aggregation/).
  *
  *   frl-bench vote --model lenet|conv8 --clients N [--reps R] [--pool P]
- *                  [--ref-python] [--json]
+ *                  [--threads 1|2] [--ref-python] [--json]
  *
  * Random valid rankings (common/frl_rng.h, stream FRL_STREAM_TEST) of the
  * model's layer sizes are voted R times as a whole round of N clients:
@@ -15,8 +15,9 @@
  *                (frl_vote_round_submit: checks, validation, agreement, add)
  *   finalize_ms  argsort of the sums into the next global ranking, median
  *   round_ms     N x (validate + add) + finalize, median over R rounds
- *   *_cpu_ms     the same as thread CPU time (a shared machine's other
- *                processes do not count), *_min_ms the fastest sample
+ *   *_cpu_ms     the same as the calling thread's CPU time (a shared
+ *                machine's other processes do not count; with --threads 2
+ *                the helper's is not in it), *_min_ms the fastest sample
  *   peak_rss_kb  process peak RSS (includes the pool of test rankings)
  *   copy_ranking_ms  one memcpy of a model ranking: the machine's memory
  *                speed during the run (a shared VM varies a lot)
@@ -26,6 +27,10 @@
  * PyTorch, 1 thread). With --ref-python and /usr/bin/python3 + torch, the
  * reference's vote_layer (frl_torch_ref.py) is also timed in this run on the
  * same shapes and N.
+ *
+ * --threads 2 lets the tallies add large layers with a helper thread
+ * (frl_vote_tally_set_threads); the reference then runs with
+ * torch.set_num_threads(2).
  *
  * To bound memory, P distinct rankings (default min(N, 8)) are generated and
  * submitted cyclically; each is 4 bytes per edge, so they do not stay in
@@ -82,13 +87,14 @@ static int layout_for(const char *model, frl_vote_layout_t *L, const char **sour
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: frl-bench vote --model lenet|conv8 --clients N [--reps R] [--pool P] [--ref-python] "
+    fprintf(stderr, "usage: frl-bench vote --model lenet|conv8 --clients N [--reps R] [--pool P] [--threads 1|2] [--ref-python] "
                     "[--json]\n");
 }
 
-/* The reference's vote (frl_torch_ref.py vote_layer, 1 thread) on the same
- * layer sizes and N, median seconds of `reps` rounds; < 0 if unavailable. */
-static double python_reference_vote_s(const frl_vote_layout_t *L, int n_clients, int pool, int reps)
+/* The reference's vote (frl_torch_ref.py vote_layer, `threads` threads) on
+ * the same layer sizes and N, median seconds of `reps` rounds; < 0 if
+ * unavailable. */
+static double python_reference_vote_s(const frl_vote_layout_t *L, int n_clients, int pool, int reps, int threads)
 {
     char sizes[1024];
     size_t off = 0;
@@ -98,7 +104,7 @@ static double python_reference_vote_s(const frl_vote_layout_t *L, int n_clients,
     snprintf(cmd, sizeof cmd,
              "/usr/bin/python3 - <<'EOF' 2>/dev/null\n"
              "import time, statistics, torch\n"
-             "torch.set_num_threads(1)\n"
+             "torch.set_num_threads(%d)\n"
              "torch.manual_seed(0)\n"
              "def positions_of(perm):\n"
              "    pos = torch.empty_like(perm)\n"
@@ -124,7 +130,7 @@ static double python_reference_vote_s(const frl_vote_layout_t *L, int n_clients,
              "    ts.append(time.perf_counter() - t0)\n"
              "print('%%.6f' %% statistics.median(ts))\n"
              "EOF\n",
-             sizes, n_clients, pool, reps);
+             threads, sizes, n_clients, pool, reps);
     FILE *p = popen(cmd, "r");
     if (!p)
         return -1.0;
@@ -139,7 +145,7 @@ static double python_reference_vote_s(const frl_vote_layout_t *L, int n_clients,
 int frl_bench_vote(int argc, char **argv)
 {
     const char *model = "lenet";
-    int n_clients = 10, reps = 5, pool = 0, json = 0, ref_python = 0;
+    int n_clients = 10, reps = 5, pool = 0, json = 0, ref_python = 0, threads = 1;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--model") == 0 && i + 1 < argc)
             model = argv[++i];
@@ -149,6 +155,8 @@ int frl_bench_vote(int argc, char **argv)
             reps = atoi(argv[++i]);
         else if (strcmp(argv[i], "--pool") == 0 && i + 1 < argc)
             pool = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc)
+            threads = atoi(argv[++i]);
         else if (strcmp(argv[i], "--json") == 0)
             json = 1;
         else if (strcmp(argv[i], "--ref-python") == 0)
@@ -161,7 +169,7 @@ int frl_bench_vote(int argc, char **argv)
             return 2;
         }
     }
-    if (n_clients < 1 || reps < 1 || pool < 0) {
+    if (n_clients < 1 || reps < 1 || pool < 0 || threads < 1 || threads > 2) {
         usage();
         return 2;
     }
@@ -215,7 +223,8 @@ int frl_bench_vote(int argc, char **argv)
     frl_vote_tally_t *t = NULL;
     frl_vote_round_t *vr = NULL;
     void *vscratch = malloc(frl_vote_validate_scratch_size(&L));
-    if (frl_vote_tally_create(&L, &t) || frl_vote_round_create(&L, (uint32_t)n_clients, &vr) || !vscratch) {
+    if (frl_vote_tally_create(&L, &t) || frl_vote_round_create(&L, (uint32_t)n_clients, &vr) || !vscratch ||
+        frl_vote_tally_set_threads(t, threads) || frl_vote_tally_set_threads(frl_vote_round_tally(vr), threads)) {
         fprintf(stderr, "frl-bench vote: cannot create the tally\n");
         return 1;
     }
@@ -327,7 +336,7 @@ int frl_bench_vote(int argc, char **argv)
     long peak = frl_peak_rss_kb();
     double ref_py_ms = -1.0;
     if (ref_python) {
-        double sec = python_reference_vote_s(&L, n_clients, pool, reps < 3 ? reps : 3);
+        double sec = python_reference_vote_s(&L, n_clients, pool, reps < 3 ? reps : 3, threads);
         ref_py_ms = sec >= 0 ? sec * 1e3 : -1.0;
     }
     int is_anchor_cfg = strcmp(model, "lenet") == 0 && n_clients == 10;
@@ -336,7 +345,7 @@ int frl_bench_vote(int argc, char **argv)
     if (json) {
         printf("{\"bench\":\"vote\",\"model\":\"%s\",\"layers\":%d,\"edges\":%llu,\"layout_source\":\"%s\",", model, L.n_layers,
                (unsigned long long)L.total_edges, layout_source);
-        printf("\"clients\":%d,\"reps\":%d,\"pool\":%d,", n_clients, reps, pool);
+        printf("\"clients\":%d,\"reps\":%d,\"pool\":%d,\"threads\":%d,", n_clients, reps, pool, threads);
         printf("\"add_ms\":%.3f,\"validate_ms\":%.3f,\"add_valid_ms\":%.3f,\"agreement_ms\":%.3f,\"submit_ms\":%.3f,"
                "\"finalize_ms\":%.3f,\"round_ms\":%.3f,",
                add_ms, val_ms, addv_ms, agr_ms, sub_ms, fin_ms, round_ms);

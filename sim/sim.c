@@ -254,6 +254,10 @@ int frl_sim_create(const frl_sim_config_t *cfg, const frl_dataset_t *train, cons
     rc = FRL_ENOMEM;
     if (frl_vote_round_create(&sim->layout, cfg->clients, &sim->vr))
         goto fail;
+    /* The vote runs between the training phases: a second thread for its
+     * large layers when the run has one (same sums bit for bit). */
+    if (cfg->threads >= 2 && frl_vote_tally_set_threads(frl_vote_round_tally(sim->vr), 2))
+        goto fail;
     if (cfg->policy.mode != FRL_VOTE_POLICY_OFF) {
         if ((rc = frl_vote_policy_create(&cfg->policy, cfg->clients, &sim->policy)) != 0 ||
             (rc = frl_vote_round_set_policy(sim->vr, sim->policy)) != 0)

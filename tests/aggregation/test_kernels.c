@@ -1,7 +1,8 @@
 /* The vote's internal fast kernels against naive versions: the partitioned
- * add (buckets of 2^14 edges, uint32 pairs, write-combined) and the
- * write-combining radix sort of the pending uint32 sums. Sizes straddle
- * bucket and chunk boundaries; outputs start at every alignment. */
+ * add (buckets of 2^14 edges, uint32 pairs, write-combined; one thread and
+ * two) and the write-combining radix sort of the pending uint32 sums.
+ * Sizes straddle bucket and chunk boundaries and the two-thread threshold;
+ * outputs start at every alignment. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,7 +16,7 @@
 #include "aggregation/vote_internal.h"
 #include "tests/aggregation/vote_test_util.h"
 
-static const uint32_t k_sizes[] = {65536, 65537, 100003, (1u << 18) + 5, 3u << 18};
+static const uint32_t k_sizes[] = {65536, 65537, 100003, (1u << 18) + 5, 3u << 18, 1u << 19, (1u << 20) + 12345};
 
 static void shuffled(frl_rng_t *rng, uint32_t *a, uint32_t n)
 {
@@ -44,8 +45,10 @@ static void test_partitioned_add_equals_the_naive_scatter(void **state)
         shuffled(&rng, ref, n); /* positions of some reference ranking */
         for (uint32_t e = 0; e < n; e++)
             s[e] = want[e] = frl_rng_u32(&rng) & 0xffff;
-        for (int mode = 0; mode < 4; mode++) {
-            int check = mode & 1, with_ref = mode >> 1;
+        frl__vote_helper_t *helper = NULL;
+        assert_int_equal(frl__vote_helper_create(&helper), 0);
+        for (int mode = 0; mode < 8; mode++) {
+            int check = mode & 1, with_ref = (mode >> 1) & 1, two = mode >> 2;
             uint32_t w = 1 + (uint32_t)mode * 3;
             shuffled(&rng, a, n);
             frl__u128 d2_want = 0, d2 = 12345;
@@ -54,11 +57,13 @@ static void test_partitioned_add_equals_the_naive_scatter(void **state)
                 int64_t d = (int64_t)r - (int64_t)ref[a[r]];
                 d2_want += (frl__u128)(uint64_t)(d * d);
             }
-            assert_int_equal(frl__vote_add_part32(s, a, n, w, check, bitmap, scratch, with_ref ? ref : NULL, &d2), 0);
+            assert_int_equal(
+                frl__vote_add_part32(s, a, n, w, check, bitmap, scratch, with_ref ? ref : NULL, &d2, two ? helper : NULL), 0);
             assert_memory_equal(s, want, n * sizeof *s);
             if (with_ref)
                 assert_true(d2 == d2_want);
         }
+        frl__vote_helper_destroy(helper);
         free(a);
         free(ref);
         free(s);
@@ -68,49 +73,76 @@ static void test_partitioned_add_equals_the_naive_scatter(void **state)
     }
 }
 
-/* A bad ranking is refused wherever the fault sits (first bucket, last
- * bucket, last position), and the sums are left exactly as they were. */
+/* Where is edge e in a? */
+static uint32_t where(const uint32_t *a, uint32_t n, uint32_t e)
+{
+    for (uint32_t r = 0; r < n; r++)
+        if (a[r] == e)
+            return r;
+    return n;
+}
+
+/* A bad ranking is refused wherever the fault sits (first and last
+ * position, either side of the two-thread split; a bucket that overflows,
+ * or a duplicate inside the first or the last bucket, which only pass 2
+ * sees), with one thread and two, and the sums are left exactly as they
+ * were. */
 static void test_partitioned_add_refuses_bad_rankings_without_a_trace(void **state)
 {
     (void)state;
     frl_rng_t rng;
     tu_rng(&rng, 22, 0);
-    const uint32_t n = 100003;
-    uint32_t *a = malloc(n * sizeof *a), *ref = malloc(n * sizeof *ref), *s = malloc(n * sizeof *s),
-             *keep = malloc(n * sizeof *keep);
-    uint64_t *bitmap = malloc(frl__vote_bitmap_bytes(n));
-    void *scratch = frl__vote_alloc_big(frl__vote_part_scratch_size(n));
-    assert_non_null(a);
-    assert_non_null(ref);
-    assert_non_null(s);
-    assert_non_null(keep);
-    assert_non_null(bitmap);
-    assert_non_null(scratch);
-    shuffled(&rng, ref, n);
-    for (uint32_t e = 0; e < n; e++)
-        s[e] = keep[e] = frl_rng_u32(&rng);
-    for (int fault = 0; fault < 6; fault++) {
-        shuffled(&rng, a, n);
-        uint32_t at = fault < 3 ? 0 : n - 1;
-        uint32_t other = fault < 3 ? n - 1 : 0;
-        if (fault % 3 == 0)
-            a[at] = n; /* out of range */
-        else if (fault % 3 == 1)
-            a[at] = a[other]; /* duplicate of a far position */
-        else
-            a[at] = a[at == 0 ? 1 : at - 1]; /* duplicate of a neighbour */
-        for (int with_ref = 0; with_ref < 2; with_ref++) {
-            frl__u128 d2 = 0;
-            assert_int_equal(frl__vote_add_part32(s, a, n, 7, 1, bitmap, scratch, with_ref ? ref : NULL, &d2), 1);
-            assert_memory_equal(s, keep, n * sizeof *s);
+    const uint32_t sizes[] = {100003, (1u << 20) + 12345};
+    frl__vote_helper_t *helper = NULL;
+    assert_int_equal(frl__vote_helper_create(&helper), 0);
+    for (int si = 0; si < 2; si++) {
+        const uint32_t n = sizes[si];
+        uint32_t *a = malloc(n * sizeof *a), *ref = malloc(n * sizeof *ref), *s = malloc(n * sizeof *s),
+                 *keep = malloc(n * sizeof *keep);
+        uint64_t *bitmap = malloc(frl__vote_bitmap_bytes(n));
+        void *scratch = frl__vote_alloc_big(frl__vote_part_scratch_size(n));
+        assert_non_null(a);
+        assert_non_null(ref);
+        assert_non_null(s);
+        assert_non_null(keep);
+        assert_non_null(bitmap);
+        assert_non_null(scratch);
+        shuffled(&rng, ref, n);
+        for (uint32_t e = 0; e < n; e++)
+            s[e] = keep[e] = frl_rng_u32(&rng);
+        const uint32_t places[] = {0, n - 1, n / 2, n / 2 - 1};
+        for (int fault = 0; fault < 14; fault++) {
+            shuffled(&rng, a, n);
+            if (fault < 12) {
+                uint32_t at = places[fault / 3], other = at == 0 ? n - 1 : 0;
+                if (fault % 3 == 0)
+                    a[at] = n; /* out of range */
+                else if (fault % 3 == 1)
+                    a[at] = a[other]; /* duplicate of a far position */
+                else
+                    a[at] = a[at == 0 ? 1 : at - 1]; /* duplicate of a neighbour */
+            } else {
+                /* Same bucket, so every bucket still counts right: edge 1
+                 * (or n - 2) replaced by edge 0 (or n - 1). */
+                uint32_t keep_e = fault == 12 ? 0 : n - 1, lost = fault == 12 ? 1 : n - 2;
+                a[where(a, n, lost)] = keep_e;
+            }
+            for (int mode = 0; mode < 4; mode++) {
+                int with_ref = mode & 1, two = mode >> 1;
+                frl__u128 d2 = 0;
+                assert_int_equal(
+                    frl__vote_add_part32(s, a, n, 7, 1, bitmap, scratch, with_ref ? ref : NULL, &d2, two ? helper : NULL), 1);
+                assert_memory_equal(s, keep, n * sizeof *s);
+            }
         }
+        free(a);
+        free(ref);
+        free(s);
+        free(keep);
+        free(bitmap);
+        frl__vote_free_big(scratch);
     }
-    free(a);
-    free(ref);
-    free(s);
-    free(keep);
-    free(bitmap);
-    frl__vote_free_big(scratch);
+    frl__vote_helper_destroy(helper);
 }
 
 /* The partitioned inversion gives every edge its position. */

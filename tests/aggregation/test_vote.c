@@ -485,6 +485,56 @@ static void test_sums_stay_exact_across_staging_flushes(void **state)
     free(pos);
 }
 
+/* Two threads for the large layer: the same sums, the same ranking and the
+ * same rejections as one; 0 or 3 threads are refused. */
+static void test_two_threads_give_the_same_tally_as_one(void **state)
+{
+    (void)state;
+    const uint32_t sizes[3] = {300, (1u << 19) + 777, 70000};
+    frl_vote_layout_t L;
+    assert_int_equal(frl_vote_layout_init(&L, 3, sizes), 0);
+    frl_rng_t rng;
+    tu_rng(&rng, 12, 0);
+    uint32_t *a = alloc_ranking(&L), *g1 = alloc_ranking(&L), *g2 = alloc_ranking(&L);
+    frl_vote_tally_t *t1, *t2;
+    assert_int_equal(frl_vote_tally_create(&L, &t1), 0);
+    assert_int_equal(frl_vote_tally_create(&L, &t2), 0);
+    assert_int_equal(frl_vote_tally_set_threads(t2, 0), FRL_EINVAL);
+    assert_int_equal(frl_vote_tally_set_threads(t2, 3), FRL_EINVAL);
+    assert_int_equal(frl_vote_tally_set_threads(t2, 2), 0);
+    assert_int_equal(frl_vote_tally_set_threads(t2, 2), 0); /* again: still one helper */
+    for (int v = 0; v < 5; v++) {
+        tu_random_ranking(&L, &rng, a);
+        uint32_t w = 1 + (uint32_t)v;
+        assert_int_equal(frl_vote_tally_add(t1, a, 3, NULL, w, NULL), 0);
+        assert_int_equal(frl_vote_tally_add(t2, a, 3, NULL, w, NULL), 0);
+        if (v == 2) { /* the unchecked path too */
+            assert_int_equal(frl_vote_tally_add_valid(t1, a, 1), 0);
+            assert_int_equal(frl_vote_tally_add_valid(t2, a, 1), 0);
+        }
+        /* A duplicate far apart in the large layer: refused, no trace. */
+        uint64_t off = L.offset[1];
+        uint32_t keep = a[off + 5];
+        a[off + 5] = a[off + sizes[1] - 3];
+        frl_vote_reject_t r1, r2;
+        assert_int_equal(frl_vote_tally_add(t1, a, 3, NULL, w, &r1), FRL_EVOTE_DUPLICATE);
+        assert_int_equal(frl_vote_tally_add(t2, a, 3, NULL, w, &r2), FRL_EVOTE_DUPLICATE);
+        assert_int_equal(r1.layer, r2.layer);
+        assert_int_equal(r1.index, r2.index);
+        a[off + 5] = keep;
+    }
+    assert_int_equal(frl_vote_tally_finalize(t1, g1), 0);
+    assert_int_equal(frl_vote_tally_finalize(t2, g2), 0);
+    assert_memory_equal(g1, g2, (size_t)L.total_edges * sizeof *g1);
+    assert_memory_equal(frl_vote_tally_sums(t1, 0), frl_vote_tally_sums(t2, 0), (size_t)L.total_edges * 8);
+    assert_int_equal(frl_vote_tally_set_threads(t2, 1), 0);
+    frl_vote_tally_destroy(t1);
+    frl_vote_tally_destroy(t2);
+    free(a);
+    free(g1);
+    free(g2);
+}
+
 /* No hidden shared state: two tallies filled and finalized at the same
  * time in two threads give what they give one after the other. */
 typedef struct thread_job_s {
@@ -561,6 +611,7 @@ int main(void)
         cmocka_unit_test(test_load_accepts_real_sums_and_refuses_impossible_ones),
         cmocka_unit_test(test_sums_stay_exact_across_staging_flushes),
         cmocka_unit_test(test_distinct_tallies_are_independent_across_threads),
+        cmocka_unit_test(test_two_threads_give_the_same_tally_as_one),
     };
     return cmocka_run_group_tests_name("aggregation_vote", tests, NULL, NULL);
 }
