@@ -322,10 +322,13 @@ static int argsort_u32_narrow(const uint32_t *keys, uint32_t n, int bits, uint32
 
 /* One pass. SRC(i) gives item i (uint64: key << 32 | index) and its
  * digit; OT is the output type (uint64 items, or the uint32 index on the
- * last pass) and OUTV(x) what is stored. */
+ * last pass) and OUTV(x) what is stored, where `base` is the index of
+ * src[0] in the whole input and `lm` the key bits an MSD pass keeps. */
 #define FRL__DEFINE_WC_PASS(NAME, ST, OT, DIGIT, OUTV)                                                                            \
-    static void NAME(const ST *src, uint32_t n, int sh, uint32_t m, uint32_t *h, OT *dst)                                          \
+    static void NAME(const ST *src, uint32_t n, int sh, uint32_t m, uint32_t *h, OT *dst, uint32_t base, uint32_t lm)              \
     {                                                                                                                              \
+        (void)base;                                                                                                                \
+        (void)lm;                                                                                                                  \
         enum { L = 64 / sizeof(OT) };                                                                                              \
         _Alignas(64) OT wc[WC_NB][L];                                                                                              \
         uint32_t start[WC_NB];                                                                                                     \
@@ -363,6 +366,8 @@ FRL__DEFINE_WC_PASS(wc_mid, uint64_t, uint64_t, x >> (32 + sh), x)
 FRL__DEFINE_WC_PASS(wc_last, uint64_t, uint32_t, x >> (32 + sh), (uint32_t)x)
 /* keys -> indices (a single active pass) */
 FRL__DEFINE_WC_PASS(wc_only, uint32_t, uint32_t, x >> sh, i)
+/* keys -> items by the top digit, keeping the key's low bits (MSD pass) */
+FRL__DEFINE_WC_PASS(wc_msd, uint32_t, uint64_t, x >> sh, ((uint64_t)(x & lm) << 32) | (base + i))
 
 /* LSD radix sort of uint32 keys in [0, 2^bits), 8-bit digits. Needs
  * 16 n + 64 bytes of buf, 64-byte aligned. */
@@ -417,25 +422,170 @@ static void argsort_u32_wc(const uint32_t *keys, uint32_t n, int bits, uint32_t 
         return;
     }
     if (na == 1) {
-        wc_only(keys, n, act[0] * digit, mask, hist[act[0]], order);
+        wc_only(keys, n, act[0] * digit, mask, hist[act[0]], order, 0, 0);
         frl_wc_fence();
         return;
     }
     uint64_t *xa = (uint64_t *)buf, *xb = (uint64_t *)(buf + (((size_t)n * 8 + 63) & ~(size_t)63));
-    wc_first(keys, n, act[0] * digit, mask, hist[act[0]], xa);
+    wc_first(keys, n, act[0] * digit, mask, hist[act[0]], xa, 0, 0);
     frl_wc_fence();
     for (int a = 1; a < na - 1; a++) {
-        wc_mid(xa, n, act[a] * digit, mask, hist[act[a]], xb);
+        wc_mid(xa, n, act[a] * digit, mask, hist[act[a]], xb, 0, 0);
         frl_wc_fence();
         uint64_t *t = xa;
         xa = xb;
         xb = t;
     }
-    wc_last(xa, n, act[na - 1] * digit, mask, hist[act[na - 1]], order);
+    wc_last(xa, n, act[na - 1] * digit, mask, hist[act[na - 1]], order, 0, 0);
     frl_wc_fence();
 }
 
-void frl__vote_argsort_bounded_u32(const uint32_t *keys, uint32_t n, uint32_t max_key, uint32_t *order, void *scratch)
+/* ---- MSD first, for the wide sums of big layers ---------------------------
+ *
+ * One write-combined scatter by the key's top 8 bits, then every top bucket
+ * sorted on its own by the key's low bits with LSD passes of at most 8
+ * bits. A bucket of a bell-shaped vote sum is ~2^13 items, so its passes
+ * run in L1/L2. On one thread this costs about what the LSD sort costs
+ * (measured on this project's VM), but it splits in two without any
+ * merging: the scatter by input halves (the first half's items go first
+ * in each bucket: stable) and the bucket sorts by bucket ranges; the two
+ * threads never write the same bytes. So it is used with a helper only. */
+#define MSD_BITS 8
+#define MSD_NB (1u << MSD_BITS)
+#define MSD_BUCKET_MAX (1u << 18) /* larger top buckets (2 MB of items) would not stay in cache: LSD instead */
+#define MSD_MT_MIN (1u << 18)     /* smaller inputs: the LSD sort on one thread */
+
+typedef struct msd_job_s {
+    const uint32_t *keys;
+    uint64_t *xa, *xb;
+    uint32_t *order;
+    const uint32_t *start; /* MSD_NB + 1 bucket starts */
+    int sh, low_bits;
+    int pass;          /* 1: scatter, 2: bucket sorts */
+    uint32_t i0, i1;   /* scatter: input range */
+    uint32_t *off;     /* scatter: running offsets of this half */
+    uint32_t b0, b1;   /* bucket sorts: range of top buckets */
+} msd_job_t;
+
+/* LSD passes over each bucket of [b0, b1): items in xa, xb as scratch,
+ * the last pass writes the indices into order. */
+static void msd_sort_buckets(const msd_job_t *j)
+{
+    const int np = (j->low_bits + MSD_BITS - 1) / MSD_BITS, d = (j->low_bits + np - 1) / np;
+    const uint32_t m = (1u << d) - 1;
+    uint32_t hist[3][MSD_NB];
+    for (uint32_t b = j->b0; b < j->b1; b++) {
+        uint32_t s0 = j->start[b], sz = j->start[b + 1] - s0;
+        uint64_t *src = j->xa + s0, *tmp = j->xb + s0;
+        uint32_t *out = j->order + s0;
+        if (sz <= 1) {
+            if (sz)
+                out[0] = (uint32_t)src[0];
+            continue;
+        }
+        memset(hist, 0, sizeof hist);
+        for (uint32_t i = 0; i < sz; i++) {
+            uint32_t k = (uint32_t)(src[i] >> 32);
+            for (int p = 0; p < np; p++)
+                hist[p][(k >> (p * d)) & m]++;
+        }
+        for (int p = 0; p < np; p++) {
+            uint32_t sum = 0;
+            for (uint32_t q = 0; q <= m; q++) {
+                uint32_t c = hist[p][q];
+                hist[p][q] = sum;
+                sum += c;
+            }
+        }
+        for (int p = 0; p < np - 1; p++) {
+            for (uint32_t i = 0; i < sz; i++) {
+                uint64_t x = src[i];
+                tmp[hist[p][((uint32_t)(x >> 32) >> (p * d)) & m]++] = x;
+            }
+            uint64_t *t = src;
+            src = tmp;
+            tmp = t;
+        }
+        const int last = (np - 1) * d;
+        for (uint32_t i = 0; i < sz; i++) {
+            uint64_t x = src[i];
+            out[hist[np - 1][((uint32_t)(x >> 32) >> last) & m]++] = (uint32_t)x;
+        }
+    }
+}
+
+static void msd_run(void *p)
+{
+    msd_job_t *j = p;
+    if (j->pass == 1) {
+        wc_msd(j->keys + j->i0, j->i1 - j->i0, j->sh, MSD_NB - 1, j->off, j->xa, j->i0, (1u << j->sh) - 1);
+        frl_wc_fence(); /* the other thread reads these lines next */
+    } else {
+        msd_sort_buckets(j);
+    }
+}
+
+/* Keys in [0, 2^bits), 16 < bits <= 32, n >= 2; buf as argsort_u32_wc;
+ * this thread and the helper. Returns 0 (nothing written) when a top
+ * bucket is too big to sort in cache. */
+static int argsort_u32_msd(const uint32_t *keys, uint32_t n, int bits, uint32_t *order, unsigned char *buf,
+                           frl__vote_helper_t *helper)
+{
+    const int sh = bits - MSD_BITS;
+    const uint32_t h = n / 2;
+    /* Top-digit histograms of each half; two copies per half for even and
+     * odd i (the top digits of a vote sum are bunched). */
+    uint32_t cnt[2][2][MSD_NB];
+    memset(cnt, 0, sizeof cnt);
+    for (int half = 0; half < 2; half++) {
+        uint32_t i = half ? h : 0, end = half ? n : h;
+        for (; i + 1 < end; i += 2) {
+            cnt[half][0][keys[i] >> sh]++;
+            cnt[half][1][keys[i + 1] >> sh]++;
+        }
+        if (i < end)
+            cnt[half][0][keys[i] >> sh]++;
+    }
+    uint32_t start[MSD_NB + 1], off0[MSD_NB], off1[MSD_NB];
+    start[0] = 0;
+    for (uint32_t b = 0; b < MSD_NB; b++) {
+        uint32_t c0 = cnt[0][0][b] + cnt[0][1][b], c1 = cnt[1][0][b] + cnt[1][1][b];
+        if (c0 + c1 > MSD_BUCKET_MAX)
+            return 0;
+        off0[b] = start[b];
+        off1[b] = start[b] + c0;
+        start[b + 1] = start[b] + c0 + c1;
+    }
+    uint64_t *xa = (uint64_t *)buf, *xb = (uint64_t *)(buf + (((size_t)n * 8 + 63) & ~(size_t)63));
+    msd_job_t mine = {.keys = keys, .xa = xa, .xb = xb, .order = order, .start = start, .sh = sh, .low_bits = sh};
+    msd_job_t other = mine;
+    mine.pass = other.pass = 1;
+    mine.i0 = 0;
+    mine.i1 = h;
+    mine.off = off0;
+    other.i0 = h;
+    other.i1 = n;
+    other.off = off1;
+    frl__vote_helper_post(helper, msd_run, &other);
+    msd_run(&mine);
+    frl__vote_helper_join(helper);
+    /* Bucket sorts: the helper takes the buckets from the middle item on. */
+    uint32_t bsplit = 0;
+    while (bsplit < MSD_NB && start[bsplit] < h)
+        bsplit++;
+    mine.pass = other.pass = 2;
+    mine.b0 = 0;
+    mine.b1 = bsplit;
+    other.b0 = bsplit;
+    other.b1 = MSD_NB;
+    frl__vote_helper_post(helper, msd_run, &other);
+    msd_run(&mine);
+    frl__vote_helper_join(helper);
+    return 1;
+}
+
+void frl__vote_argsort_bounded_u32(const uint32_t *keys, uint32_t n, uint32_t max_key, uint32_t *order, void *scratch,
+                                   frl__vote_helper_t *helper)
 {
     if (n == 0)
         return;
@@ -445,6 +595,9 @@ void frl__vote_argsort_bounded_u32(const uint32_t *keys, uint32_t n, uint32_t ma
     }
     int bits = 32 - __builtin_clz(max_key);
     if (bits > RADIX_MAX_BITS && bits <= 2 * RADIX_MAX_BITS && argsort_u32_narrow(keys, n, bits, order, scratch))
+        return;
+    if (helper && bits > 2 * MSD_BITS && n >= MSD_MT_MIN && ((uintptr_t)scratch & 63) == 0 &&
+        argsort_u32_msd(keys, n, bits, order, (unsigned char *)scratch + RADIX_HIST_BYTES, helper))
         return;
     if (bits > 2 * RADIX_MAX_BITS && n >= 64 && ((uintptr_t)scratch & 63) == 0) {
         argsort_u32_wc(keys, n, bits, order, (unsigned char *)scratch + RADIX_HIST_BYTES);

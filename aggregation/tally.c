@@ -369,7 +369,7 @@ int frl_vote_tally_finalize(frl_vote_tally_t *t, uint32_t *ranking)
         for (int l = 0; l < L->n_layers; l++) {
             uint32_t n = L->n_edges[l];
             frl__vote_argsort_bounded_u32(t->pending + L->offset[l], n, (uint32_t)(t->pending_weight * (n - 1)),
-                                          ranking + L->offset[l], t->sort_buf);
+                                          ranking + L->offset[l], t->sort_buf, t->helper);
         }
         return 0;
     }

@@ -13,19 +13,6 @@
 __extension__ typedef unsigned __int128 frl__u128;
 #else
 #error "aggregation/ needs unsigned __int128 (GCC or Clang on a 64-bit target)"
-
-/* validate.c: the shape checks of frl_vote_validate (layer count, lengths). */
-int frl__vote_check_shape(const frl_vote_layout_t *layout, int n_layers, const uint32_t *lens, frl_vote_reject_t *reject);
-/* frl_vote_validate fused with frl_vote_agreement (one pass per layer). */
-int frl__vote_validate_agree(const frl_vote_layout_t *layout, const uint32_t *ranking, int n_layers, const uint32_t *lens,
-                             uint64_t *bitmap, const uint32_t *ref_pos, frl_vote_reject_t *reject, double *agreement,
-                             double *min_layer);
-/* sort.c: argsort of keys known to lie in [0, max_key] (no min/max pass). */
-void frl__vote_argsort_bounded(const uint64_t *keys, uint32_t n, uint64_t max_key, uint32_t *order, void *scratch);
-void frl__vote_argsort_bounded_u32(const uint32_t *keys, uint32_t n, uint32_t max_key, uint32_t *order, void *scratch);
-/* Fills *reject (may be NULL) and returns code. */
-int frl__vote_reject(frl_vote_reject_t *reject, int code, int layer, int64_t index, uint64_t value);
-
 #endif
 
 /* Bytes of the 64-bit-word bitmap for n bits. */
@@ -144,9 +131,12 @@ int frl__vote_check_shape(const frl_vote_layout_t *layout, int n_layers, const u
 int frl__vote_validate_agree(const frl_vote_layout_t *layout, const uint32_t *ranking, int n_layers, const uint32_t *lens,
                              uint64_t *bitmap, const uint32_t *ref_pos, frl_vote_reject_t *reject, double *agreement,
                              double *min_layer);
-/* sort.c: argsort of keys known to lie in [0, max_key] (no min/max pass). */
+/* sort.c: argsort of keys known to lie in [0, max_key] (no min/max pass).
+ * The uint32 one splits big sorts with the helper if there is one (same
+ * order). */
 void frl__vote_argsort_bounded(const uint64_t *keys, uint32_t n, uint64_t max_key, uint32_t *order, void *scratch);
-void frl__vote_argsort_bounded_u32(const uint32_t *keys, uint32_t n, uint32_t max_key, uint32_t *order, void *scratch);
+void frl__vote_argsort_bounded_u32(const uint32_t *keys, uint32_t n, uint32_t max_key, uint32_t *order, void *scratch,
+                                   frl__vote_helper_t *helper);
 /* Fills *reject (may be NULL) and returns code. */
 int frl__vote_reject(frl_vote_reject_t *reject, int code, int layer, int64_t index, uint64_t value);
 

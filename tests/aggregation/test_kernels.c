@@ -199,7 +199,7 @@ static void test_u32_argsort_equals_the_naive_sort_at_every_width_and_alignment(
             }
             tu_argsort_naive(k64, n, want);
             uint32_t off = (uint32_t)bits % 16u;
-            frl__vote_argsort_bounded_u32(k, n, max, out + off, scratch);
+            frl__vote_argsort_bounded_u32(k, n, max, out + off, scratch, NULL);
             assert_memory_equal(out + off, want, n * sizeof *want);
         }
         free(k);
@@ -210,6 +210,53 @@ static void test_u32_argsort_equals_the_naive_sort_at_every_width_and_alignment(
     }
 }
 
+/* Big inputs of the vote's wide sums (MSD first, 1 and 2 threads):
+ * bell-shaped sums of 10 votes, uniform keys, and keys all in one top
+ * bucket (too big to sort in cache: the LSD path) equal the naive sort. */
+static void test_u32_argsort_of_big_sums_with_one_and_two_threads(void **state)
+{
+    (void)state;
+    frl_rng_t rng;
+    tu_rng(&rng, 25, 0);
+    const uint32_t n = (1u << 19) + 33, top = 10 * (n - 1);
+    uint32_t *k = malloc(n * sizeof *k), *out = malloc(n * sizeof *out), *want = malloc(n * sizeof *want);
+    uint64_t *k64 = malloc(n * sizeof *k64);
+    void *scratch = frl__vote_alloc_big(frl_vote_argsort_scratch_size(n));
+    frl__vote_helper_t *helper = NULL;
+    assert_non_null(k);
+    assert_non_null(out);
+    assert_non_null(want);
+    assert_non_null(k64);
+    assert_non_null(scratch);
+    assert_int_equal(frl__vote_helper_create(&helper), 0);
+    for (int shape = 0; shape < 3; shape++) {
+        for (uint32_t i = 0; i < n; i++) {
+            uint32_t v = 0;
+            if (shape == 0)
+                for (int c = 0; c < 10; c++)
+                    v += frl_rng_below(&rng, n);
+            else if (shape == 1)
+                v = frl_rng_below(&rng, top + 1);
+            else
+                v = top - (frl_rng_u32(&rng) & 0xfff);
+            k[i] = v;
+            k64[i] = v;
+        }
+        tu_argsort_naive(k64, n, want);
+        for (int two = 0; two < 2; two++) {
+            memset(out, 0xff, n * sizeof *out);
+            frl__vote_argsort_bounded_u32(k, n, top, out, scratch, two ? helper : NULL);
+            assert_memory_equal(out, want, n * sizeof *want);
+        }
+    }
+    frl__vote_helper_destroy(helper);
+    free(k);
+    free(out);
+    free(want);
+    free(k64);
+    frl__vote_free_big(scratch);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -217,6 +264,7 @@ int main(void)
         cmocka_unit_test(test_partitioned_add_refuses_bad_rankings_without_a_trace),
         cmocka_unit_test(test_partitioned_positions_invert_the_ranking),
         cmocka_unit_test(test_u32_argsort_equals_the_naive_sort_at_every_width_and_alignment),
+        cmocka_unit_test(test_u32_argsort_of_big_sums_with_one_and_two_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
