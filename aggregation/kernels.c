@@ -227,7 +227,7 @@ double frl__vote_rho(frl__u128 d2, uint32_t n)
 #define PART_W (1u << PART_SH)
 #define PART_CB (32 - PART_SH) /* positions per chunk: 2^18 */
 #define PART_CW (1u << PART_CB)
-#define PART_LINE 16 /* uint32 per 64-byte line */
+#define PART_LINE 16           /* uint32 per 64-byte line */
 #define PART_MT_MIN (1u << 19) /* smaller layers: one thread (a post + join costs more than it saves) */
 
 typedef struct part_half_s {
@@ -252,7 +252,7 @@ size_t frl__vote_part_scratch_size(uint32_t n)
  * value out of range or a bucket overflowing this half's region (check
  * only); nothing has been added then. */
 static inline __attribute__((always_inline)) int part_pass1(const uint32_t *a, uint32_t n, const int check, uint32_t nb,
-                                                           part_half_t *h)
+                                                            part_half_t *h)
 {
     _Alignas(64) uint32_t buf[FRL__VOTE_PART_MAX_BUCKETS][PART_LINE];
     uint32_t end[FRL__VOTE_PART_MAX_BUCKETS], *cur = h->cur, *pairs = h->pairs;
@@ -326,8 +326,8 @@ static int part_bits_full(const uint64_t *bitmap, uint32_t len)
 /* Pass 2 (see above) over buckets [b0, b1), specialised by the constant
  * flags. On a duplicate it takes back what it applied and returns 1. */
 static inline __attribute__((always_inline)) int part_pass2(uint32_t *s, uint32_t n, uint32_t w, const int check, const int assign,
-                                                           uint64_t *bitmap, const part_half_t *halves, int nh, uint32_t nb,
-                                                           uint32_t b0, uint32_t b1, const uint32_t *ref_pos, frl__u128 *d2)
+                                                            uint64_t *bitmap, const part_half_t *halves, int nh, uint32_t nb,
+                                                            uint32_t b0, uint32_t b1, const uint32_t *ref_pos, frl__u128 *d2)
 {
     frl__u128 acc = 0;
     for (uint32_t b = b0; b < b1; b++) {
@@ -423,8 +423,8 @@ typedef struct part_job_s {
     uint64_t *bitmap;
     part_half_t *halves;
     int nh;
-    int pass;       /* 1 or 2 */
-    int half;       /* pass 1: which half */
+    int pass;        /* 1 or 2 */
+    int half;        /* pass 1: which half */
     uint32_t b0, b1; /* pass 2: bucket range */
     const uint32_t *ref_pos;
     frl__u128 d2;
@@ -512,8 +512,7 @@ static const part_kind_t k_add = {part_add_p1, part_add_p2}, k_add_checked = {pa
 int frl__vote_add_part32(uint32_t *s, const uint32_t *a, uint32_t n, uint32_t w, int check, uint64_t *bitmap, void *scratch,
                          const uint32_t *ref_pos, frl__u128 *d2, frl__vote_helper_t *helper)
 {
-    const part_kind_t *kind =
-        check ? (ref_pos ? &k_add_checked_d2 : &k_add_checked) : (ref_pos ? &k_add_d2 : &k_add);
+    const part_kind_t *kind = check ? (ref_pos ? &k_add_checked_d2 : &k_add_checked) : (ref_pos ? &k_add_d2 : &k_add);
     return part_run(kind, check, s, a, n, w, bitmap, scratch, ref_pos, d2, helper);
 }
 

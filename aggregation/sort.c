@@ -461,10 +461,10 @@ typedef struct msd_job_s {
     uint32_t *order;
     const uint32_t *start; /* MSD_NB + 1 bucket starts */
     int sh, low_bits;
-    int pass;          /* 1: scatter, 2: bucket sorts */
-    uint32_t i0, i1;   /* scatter: input range */
-    uint32_t *off;     /* scatter: running offsets of this half */
-    uint32_t b0, b1;   /* bucket sorts: range of top buckets */
+    int pass;        /* 1: scatter, 2: bucket sorts */
+    uint32_t i0, i1; /* scatter: input range */
+    uint32_t *off;   /* scatter: running offsets of this half */
+    uint32_t b0, b1; /* bucket sorts: range of top buckets */
 } msd_job_t;
 
 /* LSD passes over each bucket of [b0, b1): items in xa, xb as scratch,

@@ -20,16 +20,16 @@
 
 struct frl_vote_tally_s {
     frl_vote_layout_t layout;
-    uint64_t *sums;          /* total_edges: flushed sums, layers concatenated */
-    uint32_t *pending;       /* total_edges: sums not yet flushed */
-    uint64_t pending_weight; /* weight held in pending */
-    uint64_t pending_limit;  /* largest pending_weight that cannot overflow */
-    int sums_used;           /* sums may be non-zero */
-    int last_pending;        /* the last vote added went to pending */
-    uint64_t votes;          /* votes added */
-    uint64_t weight;         /* sum of their weights */
-    uint64_t *bitmap;        /* validation scratch for the largest layer */
-    void *sort_buf;          /* argsort and partitioned-add scratch, largest layer */
+    uint64_t *sums;             /* total_edges: flushed sums, layers concatenated */
+    uint32_t *pending;          /* total_edges: sums not yet flushed */
+    uint64_t pending_weight;    /* weight held in pending */
+    uint64_t pending_limit;     /* largest pending_weight that cannot overflow */
+    int sums_used;              /* sums may be non-zero */
+    int last_pending;           /* the last vote added went to pending */
+    uint64_t votes;             /* votes added */
+    uint64_t weight;            /* sum of their weights */
+    uint64_t *bitmap;           /* validation scratch for the largest layer */
+    void *sort_buf;             /* argsort and partitioned-add scratch, largest layer */
     frl__vote_helper_t *helper; /* second thread for large layers, or NULL */
 };
 
@@ -160,8 +160,8 @@ int frl_vote_tally_add_valid(frl_vote_tally_t *t, const uint32_t *ranking, uint3
         for (int l = 0; l < L->n_layers; l++) {
             uint32_t n = L->n_edges[l];
             if (n >= FRL__VOTE_PART_MIN && n <= FRL__VOTE_PART_MAX)
-                (void)frl__vote_add_part32(t->pending + L->offset[l], ranking + L->offset[l], n, weight, 0, NULL, t->sort_buf,
-                                           NULL, NULL, t->helper);
+                (void)frl__vote_add_part32(t->pending + L->offset[l], ranking + L->offset[l], n, weight, 0, NULL, t->sort_buf, NULL,
+                                           NULL, t->helper);
             else
                 frl__vote_add32(t->pending + L->offset[l], ranking + L->offset[l], n, weight);
         }

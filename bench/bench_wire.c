@@ -640,8 +640,8 @@ int frl_bench_wire(int argc, char **argv)
                "\"bulk_runs\": %d, \"pack_mb_per_s\": %.0f, \"unpack_mb_per_s\": %.0f, \"server_process\": \"forked\", "
                "\"loops_closed_cleanly\": %s}\n",
                mbps, hs_per_s, kb_per_conn, mb_per_cpu_s, hs_per_cpu_s, hs_per_srv_cpu_s, hs_cli_us, hs_srv_us, hs_nb, hs_min,
-               hs_max, kb_per_conn / 2,
-               idle_ok, b->hs_done, sub_bytes, nruns, pack_mbps, unpack_mbps, loop_rc == 0 && srv_loop_rc == 0 ? "true" : "false");
+               hs_max, kb_per_conn / 2, idle_ok, b->hs_done, sub_bytes, nruns, pack_mbps, unpack_mbps,
+               loop_rc == 0 && srv_loop_rc == 0 ? "true" : "false");
     } else {
         printf("wire (TLS 1.3 on loopback, server and client in two processes)\n");
         printf("  bulk:        %.1f MB/s wall, %.1f MB per CPU-second of the busier side (median of %d runs, %.2f MB "

@@ -91,8 +91,8 @@ const char *frl_sim_sampling_name(frl_sim_sampling s);
  * a comment; blank lines are skipped. *ids is malloc'd (rounds x
  * per_round). FRL_EINVAL with "line N: what" in err (if given), or
  * FRL_ENOMEM. */
-int frl_sim_schedule_parse(const char *text, size_t len, uint32_t clients, uint32_t per_round, uint32_t **ids,
-                           uint32_t *rounds, char *err, size_t errcap);
+int frl_sim_schedule_parse(const char *text, size_t len, uint32_t clients, uint32_t per_round, uint32_t **ids, uint32_t *rounds,
+                           char *err, size_t errcap);
 /* One row: ids < clients (else FRL_ERANGE) and distinct (else FRL_EINVAL);
  * tmp holds per_round ids. */
 int frl_sim_schedule_check_row(const uint32_t *ids, uint32_t per_round, uint32_t clients, uint32_t *tmp);

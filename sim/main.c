@@ -370,8 +370,8 @@ int main(int argc, char **argv)
             fprintf(stderr, "frl-sim: cannot read --schedule %s: %s\n", schedule_path, frl_strerror(src));
             return 2;
         }
-        src = frl_sim_schedule_parse((const char *)text, text_len, cfg.clients, cfg.per_round, &schedule, &cfg.schedule_rounds,
-                                     err, sizeof err);
+        src = frl_sim_schedule_parse((const char *)text, text_len, cfg.clients, cfg.per_round, &schedule, &cfg.schedule_rounds, err,
+                                     sizeof err);
         free(text);
         if (src) {
             fprintf(stderr, "frl-sim: bad --schedule %s: %s\n", schedule_path, src == FRL_ENOMEM ? "out of memory" : err);

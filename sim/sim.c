@@ -231,7 +231,8 @@ int frl_sim_create(const frl_sim_config_t *cfg, const frl_dataset_t *train, cons
     sim->n_mal = frl_attack_n_malicious(cfg->malicious, cfg->clients);
     /* The reference rule needs enough benign clients to ever accept a draw:
      * at most (per_round - 1) / 2 malicious in a round. */
-    if (!cfg->schedule && cfg->sampling == FRL_SIM_SAMPLING_REFERENCE && cfg->clients - sim->n_mal < cfg->per_round - (cfg->per_round - 1) / 2) {
+    if (!cfg->schedule && cfg->sampling == FRL_SIM_SAMPLING_REFERENCE &&
+        cfg->clients - sim->n_mal < cfg->per_round - (cfg->per_round - 1) / 2) {
         free(sim);
         return FRL_EINVAL;
     }

@@ -14,8 +14,7 @@
 #include "data/frl_idx.h"
 #include "sim/frl_sim.h"
 
-static int parse(const char *text, uint32_t clients, uint32_t per_round, uint32_t **ids, uint32_t *rounds, char *err,
-                 size_t cap)
+static int parse(const char *text, uint32_t clients, uint32_t per_round, uint32_t **ids, uint32_t *rounds, char *err, size_t cap)
 {
     return frl_sim_schedule_parse(text, strlen(text), clients, per_round, ids, rounds, err, cap);
 }
