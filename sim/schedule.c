@@ -48,8 +48,11 @@ int frl_sim_schedule_parse(const char *text, size_t len, uint32_t clients, uint3
     *rounds_out = 0;
     if (err && errcap)
         err[0] = 0;
-    if (!text || clients < 1 || per_round < 1 || per_round > clients)
+    if (!text || clients < 1 || per_round < 1 || per_round > clients) {
+        if (err && errcap)
+            snprintf(err, errcap, "needs 1 <= per-round (%u) <= clients (%u)", per_round, clients);
         return FRL_EINVAL;
+    }
     size_t cap = 16, rounds = 0;
     uint32_t *ids = malloc(cap * per_round * sizeof *ids);
     uint32_t *tmp = malloc(per_round * sizeof *tmp);
