@@ -46,30 +46,20 @@ int frl__vote_helper_create(frl__vote_helper_t **out)
     frl__vote_helper_t *h = calloc(1, sizeof *h);
     if (!h)
         return FRL_ENOMEM;
-    if (pthread_mutex_init(&h->lock, NULL)) {
-        free(h);
-        return FRL_ENOMEM;
+    int made = 0; /* lock, job_cv, done_cv, thread: how many exist */
+    if (pthread_mutex_init(&h->lock, NULL) == 0 && ++made && pthread_cond_init(&h->job_cv, NULL) == 0 && ++made &&
+        pthread_cond_init(&h->done_cv, NULL) == 0 && ++made && pthread_create(&h->thread, NULL, helper_main, h) == 0) {
+        *out = h;
+        return 0;
     }
-    if (pthread_cond_init(&h->job_cv, NULL)) {
-        pthread_mutex_destroy(&h->lock);
-        free(h);
-        return FRL_ENOMEM;
-    }
-    if (pthread_cond_init(&h->done_cv, NULL)) {
-        pthread_cond_destroy(&h->job_cv);
-        pthread_mutex_destroy(&h->lock);
-        free(h);
-        return FRL_ENOMEM;
-    }
-    if (pthread_create(&h->thread, NULL, helper_main, h)) {
+    if (made > 2)
         pthread_cond_destroy(&h->done_cv);
+    if (made > 1)
         pthread_cond_destroy(&h->job_cv);
+    if (made > 0)
         pthread_mutex_destroy(&h->lock);
-        free(h);
-        return FRL_ENOMEM;
-    }
-    *out = h;
-    return 0;
+    free(h);
+    return FRL_ENOMEM;
 }
 
 void frl__vote_helper_destroy(frl__vote_helper_t *h)
@@ -87,7 +77,7 @@ void frl__vote_helper_destroy(frl__vote_helper_t *h)
     free(h);
 }
 
-void frl__vote_helper_post(frl__vote_helper_t *h, void (*fn)(void *), void *arg)
+static void helper_post(frl__vote_helper_t *h, void (*fn)(void *), void *arg)
 {
     pthread_mutex_lock(&h->lock);
     h->fn = fn;
@@ -97,10 +87,17 @@ void frl__vote_helper_post(frl__vote_helper_t *h, void (*fn)(void *), void *arg)
     pthread_mutex_unlock(&h->lock);
 }
 
-void frl__vote_helper_join(frl__vote_helper_t *h)
+static void helper_join(frl__vote_helper_t *h)
 {
     pthread_mutex_lock(&h->lock);
     while (h->busy)
         pthread_cond_wait(&h->done_cv, &h->lock);
     pthread_mutex_unlock(&h->lock);
+}
+
+void frl__vote_helper_run2(frl__vote_helper_t *h, void (*fn)(void *), void *mine, void *other)
+{
+    helper_post(h, fn, other);
+    fn(mine);
+    helper_join(h);
 }

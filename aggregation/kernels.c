@@ -466,12 +466,12 @@ static int part_run(const part_kind_t *kind, int check, uint32_t *s, const uint3
         return rc;
     }
     /* Pass 1: the helper takes the second half of the positions. */
-    job.pass = 1;
-    job.half = 1;
-    frl__vote_helper_post(helper, part_job_run, &job);
-    int rc0 = kind->p1(a, n, nb, &halves[0]);
-    frl__vote_helper_join(helper);
-    if (rc0 || job.rc)
+    part_job_t other = job;
+    job.pass = other.pass = 1;
+    job.half = 0;
+    other.half = 1;
+    frl__vote_helper_run2(helper, part_job_run, &job, &other);
+    if (job.rc || other.rc)
         return 1;
     /* Each half kept inside its region; together they must fill every
      * bucket exactly (else a bucket lacks an edge, which pass 2 would find
@@ -486,22 +486,22 @@ static int part_run(const part_kind_t *kind, int check, uint32_t *s, const uint3
      * own bitmap words (frl__vote_bitmap_bytes(n) holds two buckets' worth
      * for n >= PART_MT_MIN). */
     uint32_t bsplit = nb / 2;
-    job.pass = 2;
-    job.b0 = bsplit;
-    job.b1 = nb;
-    job.bitmap = bitmap ? bitmap + (PART_W >> 6) : NULL;
-    frl__vote_helper_post(helper, part_job_run, &job);
-    rc0 = kind->p2(s, n, w, bitmap, halves, 2, nb, 0, bsplit, ref_pos, &acc);
-    frl__vote_helper_join(helper);
+    job.pass = other.pass = 2;
+    job.bitmap = bitmap;
+    job.b0 = 0;
+    job.b1 = other.b0 = bsplit;
+    other.b1 = nb;
+    other.bitmap = bitmap ? bitmap + (PART_W >> 6) : NULL;
+    frl__vote_helper_run2(helper, part_job_run, &job, &other);
     /* A failed range took back its own adds; take back the other one's. */
-    if (rc0 && !job.rc)
+    if (job.rc && !other.rc)
         part_undo(s, halves, 2, nb, w, bsplit, nb);
-    else if (!rc0 && job.rc)
+    else if (!job.rc && other.rc)
         part_undo(s, halves, 2, nb, w, 0, bsplit);
-    if (rc0 || job.rc)
+    if (job.rc || other.rc)
         return 1;
     if (d2)
-        *d2 = acc + job.d2;
+        *d2 = job.d2 + other.d2;
     return 0;
 }
 

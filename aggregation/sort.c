@@ -566,9 +566,7 @@ static int argsort_u32_msd(const uint32_t *keys, uint32_t n, int bits, uint32_t 
     other.i0 = h;
     other.i1 = n;
     other.off = off1;
-    frl__vote_helper_post(helper, msd_run, &other);
-    msd_run(&mine);
-    frl__vote_helper_join(helper);
+    frl__vote_helper_run2(helper, msd_run, &mine, &other);
     /* Bucket sorts: the helper takes the buckets from the middle item on. */
     uint32_t bsplit = 0;
     while (bsplit < MSD_NB && start[bsplit] < h)
@@ -578,9 +576,7 @@ static int argsort_u32_msd(const uint32_t *keys, uint32_t n, int bits, uint32_t 
     mine.b1 = bsplit;
     other.b0 = bsplit;
     other.b1 = MSD_NB;
-    frl__vote_helper_post(helper, msd_run, &other);
-    msd_run(&mine);
-    frl__vote_helper_join(helper);
+    frl__vote_helper_run2(helper, msd_run, &mine, &other);
     return 1;
 }
 

@@ -75,13 +75,14 @@ int frl__vote_add_checked_d2(uint64_t *s, const uint32_t *a, uint32_t n, uint64_
 int frl__vote_add_checked_d232(uint32_t *s, const uint32_t *a, uint32_t n, uint32_t w, uint64_t *bitmap, const uint32_t *ref_pos,
                                frl__u128 *d2, int64_t *bad_index, uint64_t *bad_value);
 
-/* One helper thread for the two-thread kernels (helper.c): post a job, do
- * the caller's half, join. create returns 0 or FRL_ENOMEM. */
+/* One helper thread for the two-thread kernels (helper.c). create returns
+ * 0 or FRL_ENOMEM. run2 runs fn(other) on the helper and fn(mine) on the
+ * caller, and returns when both have (the helper's writes are then
+ * visible). */
 typedef struct frl__vote_helper_s frl__vote_helper_t;
 int frl__vote_helper_create(frl__vote_helper_t **out);
 void frl__vote_helper_destroy(frl__vote_helper_t *h);
-void frl__vote_helper_post(frl__vote_helper_t *h, void (*fn)(void *), void *arg);
-void frl__vote_helper_join(frl__vote_helper_t *h);
+void frl__vote_helper_run2(frl__vote_helper_t *h, void (*fn)(void *), void *mine, void *other);
 
 /* Partitioned add into uint32 sums, for layers of FRL__VOTE_PART_MIN to
  * FRL__VOTE_PART_MAX edges: S[a[r]] += w * r (and, with ref_pos, *d2 as

@@ -13,6 +13,7 @@
 #include "common/frl_error.h"
 #include "data/frl_idx.h"
 #include "sim/frl_sim.h"
+#include "tests/sim/sim_test_data.h"
 
 static int parse(const char *text, uint32_t clients, uint32_t per_round, uint32_t **ids, uint32_t *rounds, char *err, size_t cap)
 {
@@ -82,31 +83,6 @@ static void test_parse_rejects_a_schedule_without_rounds(void **state)
     (void)state;
     expect_error("# nothing\n\n", 10, 3, "no rounds");
     expect_error("", 10, 3, "no rounds");
-}
-
-typedef struct data_s {
-    frl_dataset_t train, test;
-} data_t;
-
-static int setup(void **state)
-{
-    data_t *d = calloc(1, sizeof *d);
-    uint32_t sel[400];
-    for (uint32_t i = 0; i < 400; i++)
-        sel[i] = i;
-    if (!d || frl_mnist_load(NULL, "train", sel, 400, &d->train) || frl_mnist_load(NULL, "t10k", sel, 200, &d->test))
-        return -1;
-    *state = d;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    data_t *d = *state;
-    frl_dataset_free(&d->train);
-    frl_dataset_free(&d->test);
-    free(d);
-    return 0;
 }
 
 static void small_config(frl_sim_config_t *c)

@@ -15,32 +15,7 @@
 #include "common/frl_error.h"
 #include "data/frl_idx.h"
 #include "sim/frl_sim.h"
-
-typedef struct data_s {
-    frl_dataset_t train; /* the first 400 training images */
-    frl_dataset_t test;  /* the first 200 test images */
-} data_t;
-
-static int setup(void **state)
-{
-    data_t *d = calloc(1, sizeof *d);
-    uint32_t sel[400];
-    for (uint32_t i = 0; i < 400; i++)
-        sel[i] = i;
-    if (!d || frl_mnist_load(NULL, "train", sel, 400, &d->train) || frl_mnist_load(NULL, "t10k", sel, 200, &d->test))
-        return -1;
-    *state = d;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    data_t *d = *state;
-    frl_dataset_free(&d->train);
-    frl_dataset_free(&d->test);
-    free(d);
-    return 0;
-}
+#include "tests/sim/sim_test_data.h"
 
 static void small_config(frl_sim_config_t *c)
 {
