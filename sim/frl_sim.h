@@ -115,6 +115,9 @@ typedef struct frl_sim_round_s {
     uint64_t
         margin_edges;   /* edges within w (n_l - 1) / 4 of a mask cut's vote sum (w: weight of a trusted vote), summed over cuts */
     double margin_frac; /* margin_edges / total_edges */
+    double mask_churn;  /* fraction of edges whose mask bit the new global ranking changed */
+    double attack_flips; /* fraction of edges whose new mask bit differs from that of the honest clients' plain vote alone
+                            (NaN in a round without malicious rankings) */
     int evaluated;      /* accuracy/loss are set */
     uint32_t eval_n;
     double accuracy, loss;

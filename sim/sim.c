@@ -101,7 +101,7 @@ struct frl_sim_s {
     frl_vote_layout_t layout;
     frl_vote_round_t *vr;
     frl_vote_policy_t *policy;
-    frl_vote_tally_t *colluders;
+    frl_vote_tally_t *aux; /* the colluders' tally before the vote, the honest clients' plain vote after it */
     int threads;
     frl_trainer_t *tr[FRL_SIM_MAX_THREADS];
     uint64_t tr_version[FRL_SIM_MAX_THREADS]; /* global_version the trainer's scores hold, 0 = none */
@@ -112,8 +112,9 @@ struct frl_sim_s {
     uint32_t **slots; /* per_round + max_colluders rankings */
     uint32_t n_slots;
     uint32_t *attack_rank; /* the shared malicious ranking (reverse, boundary) */
-    uint32_t *consensus;   /* colluders' consensus order; margin scratch */
+    uint32_t *consensus;   /* colluders' consensus order; margin scratch; the honest clients' vote */
     uint8_t *mask;         /* total_edges */
+    uint8_t *mask2;        /* total_edges: the mask a round's is compared with */
     void *attack_scratch;
     void *topk_scratch;
     uint32_t *perm;     /* clients */
@@ -153,7 +154,7 @@ void frl_sim_destroy(frl_sim_t *sim)
         frl_trainer_destroy(sim->tr[w]);
     frl_vote_round_destroy(sim->vr);
     frl_vote_policy_destroy(sim->policy);
-    frl_vote_tally_destroy(sim->colluders);
+    frl_vote_tally_destroy(sim->aux);
     if (sim->slots)
         for (uint32_t i = 0; i < sim->n_slots; i++)
             free(sim->slots[i]);
@@ -163,6 +164,7 @@ void frl_sim_destroy(frl_sim_t *sim)
     free(sim->attack_rank);
     free(sim->consensus);
     free(sim->mask);
+    free(sim->mask2);
     free(sim->attack_scratch);
     free(sim->topk_scratch);
     free(sim->perm);
@@ -267,14 +269,19 @@ int frl_sim_create(const frl_sim_config_t *cfg, const frl_dataset_t *train, cons
     if (cfg->trim && (rc = frl_vote_round_enable_trim(sim->vr, cfg->per_round, 0)) != 0)
         goto fail;
     rc = FRL_ENOMEM;
-    if (sim->max_colluders && frl_vote_tally_create(&sim->layout, &sim->colluders))
-        goto fail;
+    if (sim->n_mal && cfg->attack != FRL_ATTACK_NONE) {
+        if (frl_vote_tally_create(&sim->layout, &sim->aux))
+            goto fail;
+        if (cfg->threads >= 2 && frl_vote_tally_set_threads(sim->aux, 2))
+            goto fail;
+    }
     sim->n_slots = cfg->per_round + sim->max_colluders;
     sim->slots = calloc(sim->n_slots, sizeof *sim->slots);
     sim->global = malloc(E * sizeof(uint32_t));
     sim->next = malloc(E * sizeof(uint32_t));
     sim->consensus = malloc(E * sizeof(uint32_t));
     sim->mask = malloc(E);
+    sim->mask2 = malloc(E);
     sim->topk_scratch = malloc(frl_topk_scratch_size(sim->layout.max_layer_edges));
     sim->perm = malloc(sizeof(uint32_t) * cfg->clients);
     sim->selected = malloc(sizeof(uint32_t) * cfg->per_round);
@@ -284,8 +291,8 @@ int frl_sim_create(const frl_sim_config_t *cfg, const frl_dataset_t *train, cons
     if (eval_tasks > sim->max_tasks)
         sim->max_tasks = eval_tasks;
     sim->tasks = calloc(sim->max_tasks ? sim->max_tasks : 1, sizeof(task_t));
-    if (!sim->slots || !sim->global || !sim->next || !sim->consensus || !sim->mask || !sim->topk_scratch || !sim->perm ||
-        !sim->selected || !sim->colluder_ids || !sim->tasks)
+    if (!sim->slots || !sim->global || !sim->next || !sim->consensus || !sim->mask || !sim->mask2 || !sim->topk_scratch ||
+        !sim->perm || !sim->selected || !sim->colluder_ids || !sim->tasks)
         goto fail;
     for (uint32_t i = 0; i < sim->n_slots; i++)
         if (!(sim->slots[i] = malloc(E * sizeof(uint32_t))))
@@ -541,17 +548,31 @@ static uint32_t draw_colluders(frl_sim_t *sim)
     return k;
 }
 
-/* Mask of the consensus order `order` into sim->mask (all layers). */
-static int mask_of(frl_sim_t *sim, const uint32_t *order)
+/* Mask of the consensus order `order` into `out` (all layers). */
+static int mask_into(frl_sim_t *sim, const uint32_t *order, uint8_t *out)
 {
     for (int l = 0; l < sim->layout.n_layers; l++) {
-        int rc =
-            frl_mask_from_ranking(order + sim->layout.offset[l], sim->net.sorted_init[l], sim->layout.n_edges[l],
-                                  sim->cfg.train.keep, sim->cfg.train.rule, sim->mask + sim->layout.offset[l], sim->topk_scratch);
+        int rc = frl_mask_from_ranking(order + sim->layout.offset[l], sim->net.sorted_init[l], sim->layout.n_edges[l],
+                                       sim->cfg.train.keep, sim->cfg.train.rule, out + sim->layout.offset[l], sim->topk_scratch);
         if (rc)
             return rc;
     }
     return 0;
+}
+
+static int mask_of(frl_sim_t *sim, const uint32_t *order)
+{
+    return mask_into(sim, order, sim->mask);
+}
+
+/* Fraction of all edges whose mask bit differs between sim->mask and
+ * sim->mask2. */
+static double mask_diff(const frl_sim_t *sim)
+{
+    uint64_t d = 0, E = sim->layout.total_edges;
+    for (uint64_t e = 0; e < E; e++)
+        d += sim->mask[e] != sim->mask2[e];
+    return E ? (double)d / (double)E : 0.0;
 }
 
 /* Builds the shared malicious ranking of reverse / boundary from the
@@ -560,19 +581,19 @@ static int mask_of(frl_sim_t *sim, const uint32_t *order)
 static int build_consensus_attack(frl_sim_t *sim, uint32_t n_coll)
 {
     const frl_sim_config_t *c = &sim->cfg;
-    frl_vote_tally_reset(sim->colluders);
+    frl_vote_tally_reset(sim->aux);
     int rc = 0;
     if (n_coll == 0) {
-        rc = frl_vote_tally_add_valid(sim->colluders, sim->global, 1);
+        rc = frl_vote_tally_add_valid(sim->aux, sim->global, 1);
     } else {
         for (uint32_t i = 0; i < n_coll && !rc; i++)
-            rc = frl_vote_tally_add_valid(sim->colluders, sim->slots[c->per_round + i], 1);
+            rc = frl_vote_tally_add_valid(sim->aux, sim->slots[c->per_round + i], 1);
     }
     if (rc)
         return rc;
     if (c->attack == FRL_ATTACK_REVERSE)
-        return frl_attack_reverse(&sim->layout, frl_vote_tally_sums(sim->colluders, 0), sim->attack_rank, sim->attack_scratch);
-    if ((rc = frl_vote_tally_finalize(sim->colluders, sim->consensus)) != 0 || (rc = mask_of(sim, sim->consensus)) != 0)
+        return frl_attack_reverse(&sim->layout, frl_vote_tally_sums(sim->aux, 0), sim->attack_rank, sim->attack_scratch);
+    if ((rc = frl_vote_tally_finalize(sim->aux, sim->consensus)) != 0 || (rc = mask_of(sim, sim->consensus)) != 0)
         return rc;
     return frl_attack_boundary(&sim->layout, sim->consensus, sim->mask, c->boundary_band, sim->attack_rank, sim->attack_scratch);
 }
@@ -608,6 +629,32 @@ static int margin_report(frl_sim_t *sim, const uint32_t *order, uint64_t *edges)
         for (size_t i = 0; i < nc; i++)
             *edges += m[i].n_near;
     }
+    return 0;
+}
+
+/* The new global mask's churn against the previous one and, in a round
+ * with malicious rankings, its distance from the plain vote of the round's
+ * honest clients alone (what the attack, net of any policy or trimming,
+ * changed). Uses sim->aux and sim->consensus, free once the round's
+ * attack and margin are done. */
+static int mask_effects(frl_sim_t *sim, int mal_ranked, frl_sim_round_t *rec)
+{
+    int rc;
+    if ((rc = mask_into(sim, sim->next, sim->mask)) != 0 || (rc = mask_into(sim, sim->global, sim->mask2)) != 0)
+        return rc;
+    rec->mask_churn = mask_diff(sim);
+    rec->attack_flips = NAN;
+    if (!mal_ranked)
+        return 0;
+    frl_vote_tally_reset(sim->aux);
+    for (uint32_t i = 0; i < sim->cfg.per_round; i++)
+        if (sim->selected[i] >= sim->n_mal && (rc = frl_vote_tally_add_valid(sim->aux, sim->slots[i], 1)) != 0)
+            return rc;
+    if (frl_vote_tally_votes(sim->aux) == 0)
+        return 0; /* no honest client this round: nothing to compare with */
+    if ((rc = frl_vote_tally_finalize(sim->aux, sim->consensus)) != 0 || (rc = mask_into(sim, sim->consensus, sim->mask2)) != 0)
+        return rc;
+    rec->attack_flips = mask_diff(sim);
     return 0;
 }
 
@@ -688,6 +735,7 @@ int frl_sim_round(frl_sim_t *sim, frl_sim_round_t *rec)
     }
 
     /* Vote, in ascending client id order. */
+    const int mal_ranked = n_mal_sel > 0 && atk != FRL_ATTACK_NONE;
     const double tv0 = frl_now_s();
     if ((rc = frl_vote_round_begin(sim->vr, (uint64_t)sim->round, sim->global, sim->selected, c->per_round)) != 0)
         return rc;
@@ -740,6 +788,8 @@ int frl_sim_round(frl_sim_t *sim, frl_sim_round_t *rec)
     if ((rc = margin_report(sim, plain_order, &rec->margin_edges)) != 0)
         return rc;
     rec->margin_frac = sim->layout.total_edges ? (double)rec->margin_edges / (double)sim->layout.total_edges : 0.0;
+    if ((rc = mask_effects(sim, mal_ranked, rec)) != 0)
+        return rc;
     uint32_t *tmp = sim->global;
     sim->global = sim->next;
     sim->next = tmp;
@@ -818,6 +868,8 @@ int frl_sim_round_json(const frl_sim_round_t *r, int with_timing, char *buf, siz
     jnum(buf, cap, &len, "agree_malicious", r->agree_malicious, "%.6f");
     jcat(buf, cap, &len, ",\"margin_edges\":%llu", (unsigned long long)r->margin_edges);
     jnum(buf, cap, &len, "margin_frac", r->margin_frac, "%.6f");
+    jnum(buf, cap, &len, "mask_churn", r->mask_churn, "%.6f");
+    jnum(buf, cap, &len, "attack_flips", r->attack_flips, "%.6f");
     jcat(buf, cap, &len, ",\"train_images\":%llu", (unsigned long long)r->train_images);
     if (with_timing) {
         jnum(buf, cap, &len, "seconds", r->seconds, "%.3f");

@@ -268,6 +268,9 @@ static void test_drop_policy_drops_reversed_votes(void **state)
         mal += rec.n_malicious;
         dropped += rec.dropped;
         assert_int_equal(rec.dropped, rec.n_malicious);
+        /* Every malicious vote dropped: the round's vote is the honest one. */
+        if (rec.n_malicious)
+            assert_true(rec.attack_flips == 0.0);
     }
     assert_true(mal > 0);
     assert_int_equal(dropped, mal);
@@ -300,6 +303,8 @@ static void test_json_round_record_has_the_documented_fields(void **state)
                           "\"agree_benign\":",
                           "\"agree_malicious\":null",
                           "\"margin_edges\":",
+                          "\"mask_churn\":",
+                          "\"attack_flips\":null",
                           "\"seconds\":",
                           "\"cpu_seconds\":",
                           "\"train_images\":"};
@@ -312,12 +317,43 @@ static void test_json_round_record_has_the_documented_fields(void **state)
     frl_sim_destroy(sim);
 }
 
+/* attack_flips: the plain reverse attack moves edges across the mask cut
+ * in every round it takes part in, and a round without malicious rankings
+ * reports none (NaN); mask_churn is a fraction. */
+static void test_attack_flips_measure_the_attack_against_the_honest_vote(void **state)
+{
+    const data_t *d = *state;
+    frl_sim_config_t c;
+    small_config(&c);
+    c.per_round = 5;
+    c.rounds = 4;
+    c.malicious = 0.3;
+    c.attack = FRL_ATTACK_REVERSE;
+    frl_sim_t *sim;
+    assert_int_equal(frl_sim_create(&c, &d->train, &d->test, &sim), 0);
+    uint32_t attacked = 0;
+    for (int r = 0; r < c.rounds; r++) {
+        frl_sim_round_t rec;
+        assert_int_equal(frl_sim_round(sim, &rec), 0);
+        assert_true(rec.mask_churn >= 0.0 && rec.mask_churn <= 1.0);
+        if (rec.n_malicious) {
+            attacked++;
+            assert_true(rec.attack_flips > 0.0 && rec.attack_flips <= 1.0);
+        } else {
+            assert_true(isnan(rec.attack_flips));
+        }
+    }
+    assert_true(attacked > 0);
+    frl_sim_destroy(sim);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_same_seed_is_identical_with_1_and_2_threads),
         cmocka_unit_test(test_other_seed_differs),
         cmocka_unit_test(test_reference_sampling_never_lets_malicious_reach_half),
+        cmocka_unit_test(test_attack_flips_measure_the_attack_against_the_honest_vote),
         cmocka_unit_test(test_reference_sampling_refuses_impossible_fraction),
         cmocka_unit_test(test_fraction_zero_with_attack_equals_no_attack),
         cmocka_unit_test(test_each_attack_submits_valid_votes_with_its_signature),
