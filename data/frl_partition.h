@@ -91,6 +91,13 @@ int frl_partition_make(const frl_part_spec_t *spec, const uint8_t *labels, uint3
 /* Frees the arrays and zeroes *p. Safe on a zeroed partition and on NULL. */
 void frl_partition_free(frl_partition_t *p);
 
+/* The partition as text, for other programs to train the same clients on
+ * the same data: one line per client in id order, its example indices
+ * (ascending) in decimal separated by single spaces, an empty line for a
+ * client with none. *text is malloc'd (free it); FRL_ENOMEM or FRL_EINVAL
+ * leave it NULL. */
+int frl_partition_format(const frl_partition_t *p, char **text, size_t *len);
+
 /* Number of examples client u owns (u < p->n_clients). */
 static inline uint32_t frl_partition_size(const frl_partition_t *p, uint32_t u)
 {

@@ -363,3 +363,27 @@ void frl_partition_free(frl_partition_t *p)
     free(p->indices);
     memset(p, 0, sizeof *p);
 }
+
+int frl_partition_format(const frl_partition_t *p, char **text, size_t *len)
+{
+    if (!text || !len)
+        return FRL_EINVAL;
+    *text = NULL;
+    *len = 0;
+    if (!p || (p->n_clients && !p->offsets))
+        return FRL_EINVAL;
+    size_t total = p->n_clients ? p->offsets[p->n_clients] : 0;
+    size_t cap = total * 11 + p->n_clients + 1, n = 0; /* an index is at most 10 digits and a separator */
+    char *t = malloc(cap);
+    if (!t)
+        return FRL_ENOMEM;
+    for (uint32_t u = 0; u < p->n_clients; u++) {
+        for (uint32_t k = p->offsets[u]; k < p->offsets[u + 1]; k++)
+            n += (size_t)snprintf(t + n, cap - n, k > p->offsets[u] ? " %u" : "%u", p->indices[k]);
+        t[n++] = '\n';
+    }
+    t[n] = 0;
+    *text = t;
+    *len = n;
+    return 0;
+}

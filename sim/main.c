@@ -65,6 +65,8 @@ static void usage(FILE *f)
             "                          the final accuracy always uses every test image\n"
             "  --json FILE             final summary\n"
             "  --per-round-log FILE    one JSON object per round\n"
+            "  --partition-out FILE    each client's training examples: one line per client (ids in order),\n"
+            "                          the example indices separated by spaces\n"
             "  --no-timings            leave timings out of the per-round log (byte-comparable runs)\n"
             "  --quiet                 no progress line and no text summary\n",
             FRL_FMNIST_DIR, FRL_ATTACK_DEFAULT_BAND, FRL_VOTE_POLICY_DEFAULT_THRESHOLD, FRL_VOTE_POLICY_DEFAULT_ROUNDS,
@@ -129,11 +131,24 @@ static double mean_d(const double *v, int n)
     return n ? s / n : 0.0;
 }
 
+/* --partition-out (frl_partition_format), written atomically. */
+static int write_partition(const char *path, const frl_partition_t *p)
+{
+    char *text;
+    size_t len;
+    int rc = frl_partition_format(p, &text, &len);
+    if (rc)
+        return rc;
+    rc = frl_file_write_atomic(path, text, len);
+    free(text);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     frl_sim_config_t cfg;
     frl_sim_config_default(&cfg);
-    const char *data_dir = NULL, *json = NULL, *log_path = NULL, *seed_text = "0", *schedule_path = NULL;
+    const char *data_dir = NULL, *json = NULL, *log_path = NULL, *seed_text = "0", *schedule_path = NULL, *partition_out = NULL;
     uint32_t train_n = 0, test_n = 0, u;
     int quiet = 0, no_timings = 0;
     enum {
@@ -171,6 +186,7 @@ int main(int argc, char **argv)
         O_EVAL_N,
         O_JSON,
         O_LOG,
+        O_PART_OUT,
         O_NO_TIMINGS,
         O_QUIET,
         O_HELP
@@ -209,6 +225,7 @@ int main(int argc, char **argv)
                                          {"eval-n", required_argument, 0, O_EVAL_N},
                                          {"json", required_argument, 0, O_JSON},
                                          {"per-round-log", required_argument, 0, O_LOG},
+                                         {"partition-out", required_argument, 0, O_PART_OUT},
                                          {"no-timings", no_argument, 0, O_NO_TIMINGS},
                                          {"quiet", no_argument, 0, O_QUIET},
                                          {"help", no_argument, 0, O_HELP},
@@ -326,6 +343,9 @@ int main(int argc, char **argv)
             break;
         case O_LOG:
             log_path = optarg;
+            break;
+        case O_PART_OUT:
+            partition_out = optarg;
             break;
         case O_NO_TIMINGS:
             no_timings = 1;
@@ -446,6 +466,10 @@ int main(int argc, char **argv)
         goto out;
     }
     const frl_partition_t *part = frl_sim_partition(sim);
+    if (partition_out && (rc = write_partition(partition_out, part)) != 0) {
+        fprintf(stderr, "frl-sim: cannot write --partition-out %s: %s\n", partition_out, frl_strerror(rc));
+        goto out;
+    }
     uint32_t pmin = UINT32_MAX, pmax = 0;
     for (uint32_t i = 0; i < part->n_clients; i++) {
         uint32_t s = frl_partition_size(part, i);

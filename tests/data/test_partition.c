@@ -389,6 +389,47 @@ static void test_same_seed_gives_same_partition(void **state)
     free(labels);
 }
 
+/* The text form lists every client's indices in order, one line each,
+ * empty lines for empty clients, and reads back to the same partition. */
+static void test_format_lists_each_client_on_its_line(void **state)
+{
+    (void)state;
+    uint32_t offsets[4] = {0, 2, 2, 5}, indices[5] = {3, 17, 0, 4294967295u, 9};
+    frl_partition_t p = {3, offsets, indices};
+    char *text;
+    size_t len;
+    assert_int_equal(frl_partition_format(&p, &text, &len), 0);
+    assert_string_equal(text, "3 17\n\n0 4294967295 9\n");
+    assert_int_equal(len, strlen(text));
+    free(text);
+    uint8_t *labels = syn_labels();
+    uint8_t seed[32];
+    seed_of(3, seed);
+    const frl_part_spec_t spec = {FRL_PART_DIRICHLET, 1.0, 0};
+    frl_partition_t a;
+    assert_int_equal(frl_partition_make(&spec, labels, SYN_N, 10, 25, seed, &a), 0);
+    assert_int_equal(frl_partition_format(&a, &text, &len), 0);
+    const char *c = text;
+    for (uint32_t u = 0; u < a.n_clients; u++) {
+        for (uint32_t k = 0; k < frl_partition_size(&a, u); k++) {
+            char *end;
+            unsigned long v = strtoul(c, &end, 10);
+            assert_true(end > c);
+            assert_int_equal(v, frl_partition_client(&a, u)[k]);
+            c = end;
+            if (k + 1 < frl_partition_size(&a, u))
+                assert_int_equal(*c++, ' ');
+        }
+        assert_int_equal(*c++, '\n');
+    }
+    assert_int_equal(*c, 0);
+    free(text);
+    frl_partition_free(&a);
+    free(labels);
+    assert_int_equal(frl_partition_format(NULL, &text, &len), FRL_EINVAL);
+    assert_null(text);
+}
+
 static void test_different_seed_gives_different_partition(void **state)
 {
     uint8_t *labels = syn_labels();
@@ -559,6 +600,7 @@ int main(void)
         cmocka_unit_test(test_dirichlet_many_clients_may_leave_some_empty),
         cmocka_unit_test(test_dirichlet_unused_class_still_works),
         cmocka_unit_test(test_same_seed_gives_same_partition),
+        cmocka_unit_test(test_format_lists_each_client_on_its_line),
         cmocka_unit_test(test_different_seed_gives_different_partition),
         cmocka_unit_test(test_dirichlet_result_is_pinned),
         cmocka_unit_test(test_label_out_of_range_is_erange),
