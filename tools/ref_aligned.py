@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""Runs the reference (../shared/anchors/frl_torch_ref.py, unmodified on
+disk) aligned with an frl-sim run, and prints frl-sim's per-round measures
+for it, so that the two programs can be compared round by round with the
+sampling luck taken out (docs/experiments.md §4.1.2).
+
+Three options are added to the reference's own:
+  --frl_init        the network of frl's --seed (weights and initial scores,
+                    re-derived with the pure-Python ChaCha20 of
+                    tools/gen_golden_lenet.py)
+  --parts FILE      the clients' data: frl-sim --partition-out FILE
+  --schedule FILE   each round's clients: the "selected" lists of an
+                    frl-sim --per-round-log
+What stays the reference's own: batch order, colluder draws, float
+rounding. After each round's vote it prints
+  # measures R {"agree_benign": ..., "mask_churn": ..., "attack_flips": ...}
+with frl-sim's definitions (docs/experiments.md, per-round record):
+Spearman of each honest vote with the previous global ranking (edge-
+weighted over layers, averaged over honest votes), the fraction of edges
+whose mask bit the new global ranking changed, and the fraction whose bit
+differs from that of the honest votes' plain vote (0 without attackers).
+
+The reference's text is patched in memory; a patch that no longer applies
+stops the run with its name.
+
+Run (needs python3-torch), e.g.:
+  /usr/bin/python3 tools/ref_aligned.py --rounds 20 --nclients 100 --per_round 10 \\
+      --local_epochs 1 --eval_n 2000 --threads 1 --seed 0 --frl_init \\
+      --parts part_s0.txt --schedule rev_s0.jsonl --at_fraction 0.2 --rand_mal_clients 5
+"""
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REF = os.environ.get("FRL_REF_SCRIPT", os.path.join(HERE, "..", "..", "shared", "anchors", "frl_torch_ref.py"))
+
+PATCHES = [
+    ("options",
+     '''    ap.add_argument("--json_out", default="")''',
+     '''    ap.add_argument("--json_out", default="")
+    ap.add_argument("--frl_init", action="store_true")
+    ap.add_argument("--parts", default="")
+    ap.add_argument("--schedule", default="")'''),
+    ("partition",
+     '''    cx = [xtr[torch.from_numpy(p)] for p in parts]''',
+     '''    if args.parts:
+        parts = [np.array([int(t) for t in line.split()], dtype=np.int64) for line in open(args.parts)]
+        if len(parts) != args.nclients:
+            sys.exit("--parts has %d clients, --nclients is %d" % (len(parts), args.nclients))
+    cx = [xtr[torch.from_numpy(p)] for p in parts]'''),
+    ("network",
+     '''    model = LeNetFRL(args.sparsity, args.mask_impl)
+''',
+     '''    model = LeNetFRL(args.sparsity, args.mask_impl)
+    if args.frl_init:
+        import hashlib
+        sys.path.insert(0, _FRL_TOOLS)
+        from gen_golden_lenet_epoch import network
+        fseed = hashlib.blake2b(b"frl seed v1" + struct.pack("<Q", args.seed), digest_size=32).digest()
+        for (name, m), w, sc in zip(model.masked_layers(), *network(fseed)):
+            m.weight.copy_(w.view_as(m.weight))
+            m.scores.data.copy_(sc.detach().view_as(m.scores))
+    sched = [json.loads(l)["selected"] for l in open(args.schedule)] if args.schedule else None
+    if sched and len(sched) < args.rounds:
+        sys.exit("--schedule has %d rounds, --rounds is %d" % (len(sched), args.rounds))
+'''),
+    ("keep_by_pos",
+     '''    n_att = int(args.nclients * args.at_fraction)''',
+     '''    keep_by_pos = {}
+    for name, n in n_edges.items():
+        a = sorted_init[name].abs()
+        keep_by_pos[name] = a > torch.kthvalue(a, int((1 - args.sparsity) * n)).values
+    n_att = int(args.nclients * args.at_fraction)'''),
+    ("sampling",
+     '''        while True:
+            users = rng_np.choice(args.nclients, args.per_round, replace=False)''',
+     '''        while True:
+            if sched:
+                users = np.array(sorted(sched[e]), dtype=np.int64)
+                mal = users[users < n_att]
+                ben = users[users >= n_att]
+                break
+            users = rng_np.choice(args.nclients, args.per_round, replace=False)'''),
+    ("measures",
+     '''        t_vote = time.perf_counter()
+        for name in n_edges:''',
+     '''        t_vote = time.perf_counter()
+        _frl_measures(e, n_edges, uploads, len(ben), global_scores, sorted_init, keep_by_pos, positions_of, vote_layer)
+        for name in n_edges:'''),
+]
+
+MEASURES = '''
+_FRL_TOOLS = %r
+
+
+def _frl_measures(e, n_edges, uploads, nb, global_scores, sorted_init, keep_by_pos, positions_of, vote_layer):
+    tot = sum(n_edges.values())
+    prev = {k: positions_of(torch.argsort(global_scores[k], stable=True)) for k in n_edges}
+    agree = 0.0
+    for i in range(nb):
+        w = 0.0
+        for k, n in n_edges.items():
+            d = (positions_of(uploads[k][i]) - prev[k]).double()
+            w += n * (1.0 - 6.0 * float((d * d).sum()) / (n * (n * n - 1.0)))
+        agree += w / tot
+    churn = flips = 0
+    for k in n_edges:
+        keep = keep_by_pos[k]
+        pa = positions_of(torch.argsort(vote_layer(uploads[k], sorted_init[k]), stable=True))
+        churn += int((keep[pa] != keep[prev[k]]).sum())
+        if len(uploads[k]) > nb and nb > 0:
+            pb = positions_of(torch.argsort(vote_layer(uploads[k][:nb], sorted_init[k]), stable=True))
+            flips += int((keep[pa] != keep[pb]).sum())
+    print("# measures", e, json.dumps({"agree_benign": agree / max(1, nb), "mask_churn": churn / tot,
+                                        "attack_flips": flips / tot}), flush=True)
+
+''' % HERE
+
+
+def main():
+    try:
+        src = open(REF).read()
+    except OSError as err:
+        sys.exit("ref_aligned: cannot read the reference %s (%s); set FRL_REF_SCRIPT" % (REF, err))
+    for name, old, new in PATCHES:
+        if src.count(old) != 1:
+            sys.exit("ref_aligned: patch '%s' does not apply to %s" % (name, REF))
+        src = src.replace(old, new)
+    marker = "def main():"
+    if src.count(marker) != 1:
+        sys.exit("ref_aligned: patch 'measures' does not apply to %s" % REF)
+    src = src.replace(marker, MEASURES + marker)
+    sys.argv[0] = REF
+    exec(compile(src, REF, "exec"), {"__name__": "__main__", "__file__": REF})
+
+
+if __name__ == "__main__":
+    main()
