@@ -128,10 +128,15 @@ static void test_lenet_step_on_synthetic_images_matches_pytorch_tightly(void **s
  * optimizer (tests/data/golden/lenet_epoch.txt, tools/gen_golden_lenet_epoch.py,
  * same network and the same visiting order). Single scores part after a few
  * steps (the discrete mask amplifies rounding, see the pooling ties above),
- * so the aggregates are compared: mean loss within 2%, accuracy within 2
- * points, each layer's total movement sum |s_end - s_start| within 10%
- * (measured: 0.4%, 0.5 points, 2.5-6%). A missing momentum, a wrong
- * learning rate or a gradient off by a factor moves these far more. */
+ * so the aggregates are compared: mean loss within 5%, accuracy within 5
+ * points, each layer's total movement sum |s_end - s_start| within 15%.
+ * Rounding alone moves them: with OpenBLAS's Haswell, SkylakeX,
+ * Sandybridge and Prescott kernels (OPENBLAS_CORETYPE) frl is 0.6-3% off
+ * PyTorch in loss and 2-9% in movement (the most on conv1's 288 edges, at
+ * most 3% on fc1's 1.6 M). What the test catches: momentum 0.85 instead of
+ * 0.9 moves fc1 26% less, lr 0.3 or 0.5 instead of 0.4 moves it 23% less
+ * or conv1 61% more, no momentum 85% less, weight decay 0.01 instead of
+ * 1e-4 2.8x more (1e-4 itself is too small to show in 25 steps). */
 static void test_lenet_epoch_moves_scores_as_pytorch(void **state)
 {
     (void)state;
@@ -174,11 +179,11 @@ static void test_lenet_epoch_moves_scores_as_pytorch(void **state)
         double a;
         if (sscanf(line, "loss %lf", &a) == 1) {
             print_message("loss %.6g want %.6g\n", st.loss, a);
-            assert_true(fabs(st.loss - a) <= 0.02 * a);
+            assert_true(fabs(st.loss - a) <= 0.05 * a);
             have_loss = 1;
         } else if (sscanf(line, "accuracy %lf", &a) == 1) {
             print_message("accuracy %.4f want %.4f\n", st.accuracy, a);
-            assert_true(fabs(st.accuracy - a) <= 0.02);
+            assert_true(fabs(st.accuracy - a) <= 0.05);
             have_acc = 1;
         } else if (sscanf(line, "move %d %lf", &l, &a) == 2) {
             assert_true(l >= 0 && l < 4);
@@ -187,7 +192,7 @@ static void test_lenet_epoch_moves_scores_as_pytorch(void **state)
             for (uint32_t e = 0; e < spec.layers[l].n_edges; e++)
                 move += fabs((double)s[e] - (double)start[l][e]);
             print_message("layer %d: movement %.6g want %.6g\n", l, move, a);
-            assert_true(fabs(move - a) <= 0.10 * a);
+            assert_true(fabs(move - a) <= 0.15 * a);
             moves++;
         }
     }
