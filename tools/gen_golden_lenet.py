@@ -59,16 +59,16 @@ STREAM_WEIGHTS, STREAM_SCORES = 1, 2
 LAYERS = [("c1", (32, 1, 3, 3)), ("c2", (64, 32, 3, 3)), ("f1", (128, 12544)), ("f2", (10, 128))]
 
 
-def main():
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    out_path = os.path.join(root, "tests", "data", "golden", "lenet_step.txt")
-    seed = hashlib.blake2b(b"frl seed v1" + struct.pack("<Q", 0), digest_size=32).digest()
+def network(seed):
+    """frl's lenet for a 32-byte seed (supermask/frl_model.h): signed-constant
+    weights and initial scores (requiring grad) as torch tensors."""
     weights, scores = [], []
     for l, (name, shape) in enumerate(LAYERS):
         n = int(np.prod(shape))
         fan = n // shape[0]
-        words = stream(seed, STREAM_WEIGHTS, l, 0, (n + 31) // 32)
-        bits = np.array([(words[e >> 5] >> (e & 31)) & 1 for e in range(n)], dtype=np.float32)
+        words = np.array(stream(seed, STREAM_WEIGHTS, l, 0, (n + 31) // 32), dtype=np.uint64)
+        e = np.arange(n)
+        bits = (words[e >> 5] >> (e & 31).astype(np.uint64)) & np.uint64(1)
         c = np.float32(math.sqrt(2.0) / math.sqrt(fan))
         weights.append(torch.from_numpy(np.where(bits == 1, c, -c).astype(np.float32).reshape(shape)))
         u = np.array(stream(seed, STREAM_SCORES, l, 0, n), dtype=np.uint64) >> np.uint64(8)
@@ -77,6 +77,14 @@ def main():
         s = ((2.0 * uf - 1.0) * bound).astype(np.float32)  # one rounding to float32
         scores.append(torch.from_numpy(s.reshape(shape)).requires_grad_(True))
         print(f"layer {name}: n={n} c={float(c):.9g}", file=sys.stderr)
+    return weights, scores
+
+
+def main():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out_path = os.path.join(root, "tests", "data", "golden", "lenet_step.txt")
+    seed = hashlib.blake2b(b"frl seed v1" + struct.pack("<Q", 0), digest_size=32).digest()
+    weights, scores = network(seed)
 
     with gzip.open("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz") as f:
         raw = f.read()

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gen_golden_lenet import LAYERS, STREAM_SCORES, STREAM_WEIGHTS, chacha_words, stream  # noqa: E402
+from gen_golden_lenet import LAYERS, chacha_words, network  # noqa: E402
 
 N = 200
 PURPOSE = 99  # the frl_rng stream the test shuffles with: frl_rng_init(seed, 99, 0, 0)
@@ -51,23 +51,6 @@ class FrlRng:
             while (m & 0xffffffff) < t:
                 m = self.u32() * n
         return m >> 32
-
-
-def network(seed):
-    """frl's seed-0 lenet (supermask/frl_model.h), as tools/gen_golden_lenet.py."""
-    weights, scores = [], []
-    for l, (_, shape) in enumerate(LAYERS):
-        n = int(np.prod(shape))
-        fan = n // shape[0]
-        words = np.array(stream(seed, STREAM_WEIGHTS, l, 0, (n + 31) // 32), dtype=np.uint64)
-        e = np.arange(n)
-        bits = (words[e >> 5] >> (e & 31).astype(np.uint64)) & np.uint64(1)
-        c = np.float32(math.sqrt(2.0) / math.sqrt(fan))
-        weights.append(torch.from_numpy(np.where(bits == 1, c, -c).astype(np.float32).reshape(shape)))
-        u = np.array(stream(seed, STREAM_SCORES, l, 0, n), dtype=np.uint64) >> np.uint64(8)
-        s = ((2.0 * (u.astype(np.float64) * 2.0 ** -24) - 1.0) * (1.0 / math.sqrt(fan))).astype(np.float32)
-        scores.append(torch.from_numpy(s.reshape(shape)).requires_grad_(True))
-    return weights, scores
 
 
 def masked(w, s):

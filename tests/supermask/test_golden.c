@@ -34,16 +34,24 @@
 #include "common/frl_rng.h"
 #include "supermask/frl_train.h"
 
+/* The golden scripts' network: lenet from frl_seed_from_u64(0), keep 0.5
+ * under the abs rule. */
+static frl_trainer_t *seed0_lenet(int max_batch, frl_model_spec_t *spec, uint8_t seed[32], frl_network_t *net)
+{
+    frl_model_spec_by_name("lenet", spec);
+    frl_seed_from_u64(0, seed);
+    assert_int_equal(frl_network_init(net, spec, seed, 0), 0);
+    frl_trainer_t *tr;
+    assert_int_equal(frl_trainer_create(net, max_batch, 0.5, FRL_MASK_ABS, &tr), 0);
+    return tr;
+}
+
 static void check_section(const char *section, const frl_dataset_t *d)
 {
     frl_model_spec_t spec;
-    frl_model_spec_by_name("lenet", &spec);
     uint8_t seed[32];
-    frl_seed_from_u64(0, seed);
     frl_network_t net;
-    assert_int_equal(frl_network_init(&net, &spec, seed, 0), 0);
-    frl_trainer_t *tr;
-    assert_int_equal(frl_trainer_create(&net, 4, 0.5, FRL_MASK_ABS, &tr), 0);
+    frl_trainer_t *tr = seed0_lenet(4, &spec, seed, &net);
     frl_train_cfg_t cfg;
     frl_train_cfg_default(&cfg);
     float *g[4];
@@ -147,13 +155,9 @@ static void test_lenet_epoch_moves_scores_as_pytorch(void **state)
     frl_dataset_t d;
     assert_int_equal(frl_mnist_load(NULL, "train", sel, N, &d), 0);
     frl_model_spec_t spec;
-    frl_model_spec_by_name("lenet", &spec);
     uint8_t seed[32];
-    frl_seed_from_u64(0, seed);
     frl_network_t net;
-    assert_int_equal(frl_network_init(&net, &spec, seed, 0), 0);
-    frl_trainer_t *tr;
-    assert_int_equal(frl_trainer_create(&net, 8, 0.5, FRL_MASK_ABS, &tr), 0);
+    frl_trainer_t *tr = seed0_lenet(8, &spec, seed, &net);
     float *start[4];
     for (int l = 0; l < 4; l++) {
         size_t n = spec.layers[l].n_edges;
