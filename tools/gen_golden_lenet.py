@@ -80,6 +80,28 @@ def network(seed):
     return weights, scores
 
 
+def masked(w, s):
+    """w * mask(top 50% of |s|, ties by index), straight-through: d mask / d |s| := 1."""
+    flat = s.abs().reshape(-1)
+    n = flat.numel()
+    j = int((1 - 0.5) * n)
+    order = torch.argsort(flat.detach(), stable=True)
+    m = torch.ones_like(flat)
+    m[order[:j]] = 0.0
+    m = m.view_as(s)
+    return w * (m.detach() + s.abs() - s.abs().detach())
+
+
+def forward(weights, scores, x):
+    """The reference's LeNet on a (B, 1, 28, 28) batch: logits."""
+    B = x.shape[0]
+    h = F.relu(F.conv2d(x, masked(weights[0], scores[0]), None, 1, 1))
+    h = F.relu(F.conv2d(h, masked(weights[1], scores[1]), None, 1, 1))
+    h = F.max_pool2d(h, 2).reshape(B, 12544)
+    h = F.relu(F.linear(h, masked(weights[2], scores[2])))
+    return F.linear(h, masked(weights[3], scores[3]))
+
+
 def main():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     out_path = os.path.join(root, "tests", "data", "golden", "lenet_step.txt")
@@ -116,22 +138,7 @@ def step(sec, pix, yv, weights, scores, f, B):
     x = torch.from_numpy((pix * a + b).astype(np.float32).reshape(B, 1, 28, 28))
     y = torch.from_numpy(yv)
 
-    def masked(w, s):
-        flat = s.abs().reshape(-1)
-        n = flat.numel()
-        j = int((1 - 0.5) * n)
-        order = torch.argsort(flat.detach(), stable=True)
-        m = torch.ones_like(flat)
-        m[order[:j]] = 0.0
-        m = m.view_as(s)
-        # straight-through: d mask / d |s| := 1
-        return w * (m.detach() + s.abs() - s.abs().detach())
-
-    h = F.relu(F.conv2d(x, masked(weights[0], scores[0]), None, 1, 1))
-    h = F.relu(F.conv2d(h, masked(weights[1], scores[1]), None, 1, 1))
-    h = F.max_pool2d(h, 2).reshape(B, 12544)
-    h = F.relu(F.linear(h, masked(weights[2], scores[2])))
-    logits = F.linear(h, masked(weights[3], scores[3]))
+    logits = forward(weights, scores, x)
     loss = F.cross_entropy(logits, y)
     loss.backward()
 

@@ -16,7 +16,6 @@ about a minute: the pure-Python ChaCha20 of the network)
 """
 import gzip
 import hashlib
-import math
 import os
 import struct
 import sys
@@ -26,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gen_golden_lenet import LAYERS, chacha_words, network  # noqa: E402
+from gen_golden_lenet import LAYERS, chacha_words, forward, network  # noqa: E402
 
 N = 200
 PURPOSE = 99  # the frl_rng stream the test shuffles with: frl_rng_init(seed, 99, 0, 0)
@@ -53,15 +52,6 @@ class FrlRng:
         return m >> 32
 
 
-def masked(w, s):
-    """Top 50% of |s| kept (ties by index), straight-through gradient."""
-    flat = s.abs().reshape(-1)
-    order = torch.argsort(flat.detach(), stable=True)
-    m = torch.ones_like(flat)
-    m[order[:int(0.5 * flat.numel())]] = 0.0
-    return w * (m.view_as(s).detach() + s.abs() - s.abs().detach())
-
-
 def main():
     torch.set_num_threads(1)
     seed = hashlib.blake2b(b"frl seed v1" + struct.pack("<Q", 0), digest_size=32).digest()
@@ -85,12 +75,8 @@ def main():
     loss_sum, correct = 0.0, 0
     for p in range(0, N, 8):
         bi = torch.tensor(order[p:p + 8])
-        x, y, B = xs[bi], ys[bi], len(bi)
-        h = F.relu(F.conv2d(x, masked(weights[0], scores[0]), None, 1, 1))
-        h = F.relu(F.conv2d(h, masked(weights[1], scores[1]), None, 1, 1))
-        h = F.max_pool2d(h, 2).reshape(B, 12544)
-        h = F.relu(F.linear(h, masked(weights[2], scores[2])))
-        out = F.linear(h, masked(weights[3], scores[3]))
+        y, B = ys[bi], len(bi)
+        out = forward(weights, scores, xs[bi])
         loss = F.cross_entropy(out, y)
         opt.zero_grad()
         loss.backward()
