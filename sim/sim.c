@@ -114,7 +114,8 @@ struct frl_sim_s {
     uint32_t *attack_rank; /* the shared malicious ranking (reverse, boundary) */
     uint32_t *consensus;   /* colluders' consensus order; margin scratch; the honest clients' vote */
     uint8_t *mask;         /* total_edges */
-    uint8_t *mask2;        /* total_edges: the mask a round's is compared with */
+    uint8_t *mask_global;  /* total_edges: the mask of `global`, kept from round to round */
+    uint8_t *mask_next;    /* total_edges: the mask of `next` */
     void *attack_scratch;
     void *topk_scratch;
     uint32_t *perm;     /* clients */
@@ -164,7 +165,8 @@ void frl_sim_destroy(frl_sim_t *sim)
     free(sim->attack_rank);
     free(sim->consensus);
     free(sim->mask);
-    free(sim->mask2);
+    free(sim->mask_global);
+    free(sim->mask_next);
     free(sim->attack_scratch);
     free(sim->topk_scratch);
     free(sim->perm);
@@ -210,6 +212,8 @@ static int check_schedule(const frl_sim_config_t *c)
     free(tmp);
     return rc;
 }
+
+static int mask_into(frl_sim_t *sim, const uint32_t *order, uint8_t *out);
 
 int frl_sim_create(const frl_sim_config_t *cfg, const frl_dataset_t *train, const frl_dataset_t *test, frl_sim_t **out)
 {
@@ -281,7 +285,8 @@ int frl_sim_create(const frl_sim_config_t *cfg, const frl_dataset_t *train, cons
     sim->next = malloc(E * sizeof(uint32_t));
     sim->consensus = malloc(E * sizeof(uint32_t));
     sim->mask = malloc(E);
-    sim->mask2 = malloc(E);
+    sim->mask_global = malloc(E);
+    sim->mask_next = malloc(E);
     sim->topk_scratch = malloc(frl_topk_scratch_size(sim->layout.max_layer_edges));
     sim->perm = malloc(sizeof(uint32_t) * cfg->clients);
     sim->selected = malloc(sizeof(uint32_t) * cfg->per_round);
@@ -291,8 +296,8 @@ int frl_sim_create(const frl_sim_config_t *cfg, const frl_dataset_t *train, cons
     if (eval_tasks > sim->max_tasks)
         sim->max_tasks = eval_tasks;
     sim->tasks = calloc(sim->max_tasks ? sim->max_tasks : 1, sizeof(task_t));
-    if (!sim->slots || !sim->global || !sim->next || !sim->consensus || !sim->mask || !sim->mask2 || !sim->topk_scratch ||
-        !sim->perm || !sim->selected || !sim->colluder_ids || !sim->tasks)
+    if (!sim->slots || !sim->global || !sim->next || !sim->consensus || !sim->mask || !sim->mask_global || !sim->mask_next ||
+        !sim->topk_scratch || !sim->perm || !sim->selected || !sim->colluder_ids || !sim->tasks)
         goto fail;
     for (uint32_t i = 0; i < sim->n_slots; i++)
         if (!(sim->slots[i] = malloc(E * sizeof(uint32_t))))
@@ -316,7 +321,8 @@ int frl_sim_create(const frl_sim_config_t *cfg, const frl_dataset_t *train, cons
         if ((rc = frl_trainer_create(&sim->net, maxb, cfg->train.keep, cfg->train.rule, &sim->tr[w])) != 0)
             goto fail;
     /* Round 0's global ranking: the ranking of the initial scores. */
-    if ((rc = frl_trainer_reset_scores(sim->tr[0])) != 0 || (rc = frl_trainer_get_ranking(sim->tr[0], sim->global)) != 0)
+    if ((rc = frl_trainer_reset_scores(sim->tr[0])) != 0 || (rc = frl_trainer_get_ranking(sim->tr[0], sim->global)) != 0 ||
+        (rc = mask_into(sim, sim->global, sim->mask_global)) != 0)
         goto fail;
     sim->global_version = 1;
     *out = sim;
@@ -565,13 +571,12 @@ static int mask_of(frl_sim_t *sim, const uint32_t *order)
     return mask_into(sim, order, sim->mask);
 }
 
-/* Fraction of all edges whose mask bit differs between sim->mask and
- * sim->mask2. */
-static double mask_diff(const frl_sim_t *sim)
+/* Fraction of all edges whose mask bit differs between a and b. */
+static double mask_diff(const frl_sim_t *sim, const uint8_t *a, const uint8_t *b)
 {
     uint64_t d = 0, E = sim->layout.total_edges;
     for (uint64_t e = 0; e < E; e++)
-        d += sim->mask[e] != sim->mask2[e];
+        d += a[e] != b[e];
     return E ? (double)d / (double)E : 0.0;
 }
 
@@ -632,17 +637,18 @@ static int margin_report(frl_sim_t *sim, const uint32_t *order, uint64_t *edges)
     return 0;
 }
 
-/* The new global mask's churn against the previous one and, in a round
+/* The new global mask (computed once, kept as the next round's previous
+ * mask) and its churn against the previous one and, in a round
  * with malicious rankings, its distance from the plain vote of the round's
  * honest clients alone (what the attack, net of any policy or trimming,
- * changed). Uses sim->aux and sim->consensus, free once the round's
- * attack and margin are done. */
+ * changed). Uses sim->aux, sim->consensus and sim->mask, free once the
+ * round's attack and margin are done. */
 static int mask_effects(frl_sim_t *sim, int mal_ranked, frl_sim_round_t *rec)
 {
     int rc;
-    if ((rc = mask_into(sim, sim->next, sim->mask)) != 0 || (rc = mask_into(sim, sim->global, sim->mask2)) != 0)
+    if ((rc = mask_into(sim, sim->next, sim->mask_next)) != 0)
         return rc;
-    rec->mask_churn = mask_diff(sim);
+    rec->mask_churn = mask_diff(sim, sim->mask_next, sim->mask_global);
     rec->attack_flips = NAN;
     if (!mal_ranked)
         return 0;
@@ -652,9 +658,9 @@ static int mask_effects(frl_sim_t *sim, int mal_ranked, frl_sim_round_t *rec)
             return rc;
     if (frl_vote_tally_votes(sim->aux) == 0)
         return 0; /* no honest client this round: nothing to compare with */
-    if ((rc = frl_vote_tally_finalize(sim->aux, sim->consensus)) != 0 || (rc = mask_into(sim, sim->consensus, sim->mask2)) != 0)
+    if ((rc = frl_vote_tally_finalize(sim->aux, sim->consensus)) != 0 || (rc = mask_of(sim, sim->consensus)) != 0)
         return rc;
-    rec->attack_flips = mask_diff(sim);
+    rec->attack_flips = mask_diff(sim, sim->mask_next, sim->mask);
     return 0;
 }
 
@@ -793,6 +799,9 @@ int frl_sim_round(frl_sim_t *sim, frl_sim_round_t *rec)
     uint32_t *tmp = sim->global;
     sim->global = sim->next;
     sim->next = tmp;
+    uint8_t *mtmp = sim->mask_global;
+    sim->mask_global = sim->mask_next;
+    sim->mask_next = mtmp;
     sim->global_version++;
     rec->vote_seconds = frl_now_s() - tv0;
     rec->seconds = frl_now_s() - t0;
