@@ -4,8 +4,9 @@
  * added into a uint32 `pending` array, which halves the memory the
  * scattered adds touch (6.5 MB instead of 13 MB for lenet; the adds are
  * bound by cache misses). pending can take `pending_limit` =
- * floor(UINT32_MAX / (max_layer_edges - 1)) units of weight before a sum
- * could overflow 32 bits (2,675 unit votes for lenet, 1,820 for conv8);
+ * floor(INT32_MAX / (max_layer_edges - 1)) units of weight before a sum
+ * could reach 2^31 (1,337 unit votes for lenet, 910 for conv8; bit 31 is
+ * the partitioned add's check flag, kernels.c);
  * then it is flushed into `sums` (sums += pending, pending = 0) and
  * filling starts again. A round of fewer votes never flushes, and finalize
  * then sorts the uint32 pending sums directly. Every public view (sums,
@@ -46,7 +47,7 @@ int frl_vote_tally_create(const frl_vote_layout_t *layout, frl_vote_tally_t **ou
         return FRL_ENOMEM;
     t->layout = *layout;
     uint64_t top = layout->max_layer_edges > 1 ? (uint64_t)layout->max_layer_edges - 1 : 1;
-    t->pending_limit = UINT32_MAX / top;
+    t->pending_limit = INT32_MAX / top;
     t->sums = frl__vote_calloc_big(sums_bytes);
     t->pending = frl__vote_calloc_big(sums_bytes / 2);
     t->bitmap = malloc(frl_vote_validate_scratch_size(layout));
@@ -160,8 +161,8 @@ int frl_vote_tally_add_valid(frl_vote_tally_t *t, const uint32_t *ranking, uint3
         for (int l = 0; l < L->n_layers; l++) {
             uint32_t n = L->n_edges[l];
             if (n >= FRL__VOTE_PART_MIN && n <= FRL__VOTE_PART_MAX)
-                (void)frl__vote_add_part32(t->pending + L->offset[l], ranking + L->offset[l], n, weight, 0, NULL, t->sort_buf, NULL,
-                                           NULL, t->helper);
+                (void)frl__vote_add_part32(t->pending + L->offset[l], ranking + L->offset[l], n, weight, 0, t->sort_buf, NULL, NULL,
+                                           t->helper);
             else
                 frl__vote_add32(t->pending + L->offset[l], ranking + L->offset[l], n, weight);
         }
@@ -202,8 +203,8 @@ int frl__vote_tally_add_agree(frl_vote_tally_t *t, const uint32_t *ranking, int 
         frl__u128 d2 = 0;
         if (pend && n >= FRL__VOTE_PART_MIN && n <= FRL__VOTE_PART_MAX) {
             /* Large layer: partitioned add (the sort scratch holds the pairs). */
-            if (frl__vote_add_part32(t->pending + off, ranking + off, n, weight, 1, t->bitmap, t->sort_buf,
-                                     ref_pos ? ref_pos + off : NULL, &d2, t->helper)) {
+            if (frl__vote_add_part32(t->pending + off, ranking + off, n, weight, 1, t->sort_buf, ref_pos ? ref_pos + off : NULL,
+                                     &d2, t->helper)) {
                 rc = frl__vote_check_perm(ranking + off, n, t->bitmap, &bad_index, &bad_value);
                 if (rc == 0) /* cannot happen: a failed partition proves a bad value */
                     rc = FRL_EVOTE_DUPLICATE;

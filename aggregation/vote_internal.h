@@ -92,17 +92,17 @@ void frl__vote_helper_run2(frl__vote_helper_t *h, void (*fn)(void *), void *mine
  * (at most FRL__VOTE_PART_MAX_BUCKETS), pairs packed in one uint32 (see
  * kernels.c). Measured on this project's VM for lenet's 1.6 M-edge layer:
  * the plain prefetched scatter costs about 15 ms, the partitioned add
- * about 4-8. With `check`, the ranking is verified on the way (`bitmap`
- * needs frl__vote_bitmap_bytes(2^15)); on any failure it returns 1 with S
- * exactly as before, and the caller finds the first bad position with
- * frl__vote_check_perm. With a helper (not NULL), layers of 2^19 edges
+ * about 4-8. With `check`, the ranking is verified on the way, which
+ * needs every S[e] + w * (n - 1) below 2^31 (bit 31 is the check's flag,
+ * see kernels.c); on any failure it returns 1 with S exactly as before,
+ * and the caller finds the first bad position with frl__vote_check_perm. With a helper (not NULL), layers of 2^19 edges
  * and more are done by two threads: same result, bit for bit. */
 #define FRL__VOTE_PART_MIN 65536u
 #define FRL__VOTE_PART_MAX_BUCKETS 512u
 #define FRL__VOTE_PART_MAX (FRL__VOTE_PART_MAX_BUCKETS << 14)
 size_t frl__vote_part_scratch_size(uint32_t n);
-int frl__vote_add_part32(uint32_t *s, const uint32_t *a, uint32_t n, uint32_t w, int check, uint64_t *bitmap, void *scratch,
-                         const uint32_t *ref_pos, frl__u128 *d2, frl__vote_helper_t *helper);
+int frl__vote_add_part32(uint32_t *s, const uint32_t *a, uint32_t n, uint32_t w, int check, void *scratch, const uint32_t *ref_pos,
+                         frl__u128 *d2, frl__vote_helper_t *helper);
 /* pos[a[r]] = r for a valid permutation of FRL__VOTE_PART_MIN to
  * FRL__VOTE_PART_MAX edges, the same two passes (scratch as above). */
 void frl__vote_positions_part32(uint32_t *pos, const uint32_t *a, uint32_t n, void *scratch);
