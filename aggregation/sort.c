@@ -323,38 +323,51 @@ static int argsort_u32_narrow(const uint32_t *keys, uint32_t n, int bits, uint32
 /* One pass. SRC(i) gives item i (uint64: key << 32 | index) and its
  * digit; OT is the output type (uint64 items, or the uint32 index on the
  * last pass) and OUTV(x) what is stored, where `base` is the index of
- * src[0] in the whole input and `lm` the key bits an MSD pass keeps. */
-#define FRL__DEFINE_WC_PASS(NAME, ST, OT, DIGIT, OUTV)                                                                            \
+ * src[0] in the whole input and `lm` the key bits an MSD pass keeps.
+ *
+ * f[b] is where stream b's next item goes in wc itself, and line[b] the
+ * output index of wc[b][0] plus L (a first line may start before dst[0]): the store's address is one load away from
+ * the item, with no arithmetic on the loaded cursor (the same change made
+ * the vote's partitioned add ~30% faster, kernels.c). On return h[b] is
+ * stream b's end, as if each item had been stored at h[b]++. */
+#define FRL__DEFINE_WC_PASS(NAME, ST, OT, DIGIT, OUTV)                                                                             \
     static void NAME(const ST *src, uint32_t n, int sh, uint32_t m, uint32_t *h, OT *dst, uint32_t base, uint32_t lm)              \
     {                                                                                                                              \
         (void)base;                                                                                                                \
         (void)lm;                                                                                                                  \
         enum { L = 64 / sizeof(OT) };                                                                                              \
-        _Alignas(64) OT wc[WC_NB][L];                                                                                              \
-        uint32_t start[WC_NB];                                                                                                     \
+        _Alignas(64) OT wc[WC_NB * L];                                                                                             \
+        uint32_t f[WC_NB], line[WC_NB];                                                                                            \
         const uint32_t phase = (uint32_t)(((uintptr_t)dst / sizeof(OT)) & (L - 1));                                                \
-        memcpy(start, h, sizeof start);                                                                                            \
+        for (uint32_t b = 0; b < WC_NB; b++) {                                                                                     \
+            uint32_t k = (h[b] + phase) & (L - 1);                                                                                 \
+            f[b] = b * L + k;                                                                                                      \
+            line[b] = h[b] + L - k;                                                                                                \
+        }                                                                                                                          \
         for (uint32_t i = 0; i < n; i++) {                                                                                         \
             ST x = src[i];                                                                                                         \
-            uint32_t b = (uint32_t)(DIGIT) & m;                                                                                    \
-            uint32_t p = h[b]++;                                                                                                   \
-            wc[b][(p + phase) & (L - 1)] = (OT)(OUTV);                                                                             \
-            if (((p + 1 + phase) & (L - 1)) == 0) {                                                                                \
-                if (p + 1 >= L && p + 1 - L >= start[b]) {                                                                        \
-                    frl_wc_line_out(dst + p + 1 - L, wc[b]);                                                                           \
-                } else {                                                                                                           \
-                    for (uint32_t q = start[b]; q <= p; q++)                                                                       \
-                        dst[q] = wc[b][(q + phase) & (L - 1)];                                                                     \
+            uint32_t b = (uint32_t)(DIGIT)&m;                                                                                      \
+            uint32_t fi = f[b];                                                                                                    \
+            wc[fi] = (OT)(OUTV);                                                                                                   \
+            f[b] = ++fi;                                                                                                           \
+            if ((fi & (L - 1)) == 0) {                                                                                             \
+                fi -= L;                                                                                                           \
+                f[b] = fi;                                                                                                         \
+                uint32_t ql = line[b]; /* the line is dst[ql - L, ql) */                                                           \
+                line[b] = ql + L;                                                                                                  \
+                if (ql >= L && ql - L >= h[b]) {                                                                                   \
+                    frl_wc_line_out(dst + ql - L, wc + fi);                                                                        \
+                } else { /* the stream's first line, shared with the stream before */                                              \
+                    for (uint32_t q = h[b]; q < ql; q++)                                                                           \
+                        dst[q] = wc[fi + q + L - ql];                                                                              \
                 }                                                                                                                  \
             }                                                                                                                      \
         }                                                                                                                          \
-        for (uint32_t b = 0; b < WC_NB; b++) {                                                                                     \
-            uint32_t p = h[b], k = (p + phase) & (L - 1);                                                                          \
-            if (k == 0 || p == start[b])                                                                                           \
-                continue;                                                                                                          \
-            uint32_t q = p >= k && p - k > start[b] ? p - k : start[b];                                                            \
-            for (; q < p; q++)                                                                                                     \
-                dst[q] = wc[b][(q + phase) & (L - 1)];                                                                             \
+        for (uint32_t b = 0; b < WC_NB; b++) { /* the partly filled lines */                                                       \
+            uint32_t ql = line[b], end = ql + (f[b] & (L - 1)) - L;                                                                \
+            for (uint32_t q = ql >= L && ql - L > h[b] ? ql - L : h[b]; q < end; q++)                                              \
+                dst[q] = wc[b * L + q + L - ql];                                                                                   \
+            h[b] = end;                                                                                                            \
         }                                                                                                                          \
     }
 
