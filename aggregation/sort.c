@@ -326,10 +326,11 @@ static int argsort_u32_narrow(const uint32_t *keys, uint32_t n, int bits, uint32
  * src[0] in the whole input and `lm` the key bits an MSD pass keeps.
  *
  * f[b] is where stream b's next item goes in wc itself, and line[b] the
- * output index of wc[b][0] plus L (a first line may start before dst[0]): the store's address is one load away from
- * the item, with no arithmetic on the loaded cursor (the same change made
- * the vote's partitioned add ~30% faster, kernels.c). On return h[b] is
- * stream b's end, as if each item had been stored at h[b]++. */
+ * output index of wc[b][0] plus L (a first line may start before dst[0]):
+ * the store's address is one load away from the item, with no arithmetic
+ * on the loaded cursor (the same change made the vote's partitioned add
+ * ~30% faster, kernels.c). On return h[b] is stream b's end, as if each
+ * item had been stored at h[b]++. */
 #define FRL__DEFINE_WC_PASS(NAME, ST, OT, DIGIT, OUTV)                                                                             \
     static void NAME(const ST *src, uint32_t n, int sh, uint32_t m, uint32_t *h, OT *dst, uint32_t base, uint32_t lm)              \
     {                                                                                                                              \
@@ -346,7 +347,7 @@ static int argsort_u32_narrow(const uint32_t *keys, uint32_t n, int bits, uint32
         }                                                                                                                          \
         for (uint32_t i = 0; i < n; i++) {                                                                                         \
             ST x = src[i];                                                                                                         \
-            uint32_t b = (uint32_t)(DIGIT)&m;                                                                                      \
+            uint32_t b = ((uint32_t)(DIGIT)) & m;                                                                                  \
             uint32_t fi = f[b];                                                                                                    \
             wc[fi] = (OT)(OUTV);                                                                                                   \
             f[b] = ++fi;                                                                                                           \
