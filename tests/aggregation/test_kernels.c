@@ -172,7 +172,7 @@ static void test_partitioned_positions_invert_the_ranking(void **state)
     }
 }
 
-/* The uint32 sorts (narrow two-pass, write-combining 8-bit digits, one
+/* The uint32 sorts (narrow two-pass, write-combining 8- and 12-bit digits, one
  * active pass) equal a naive stable sort for key widths 1..32, output at
  * each 4-byte alignment within a cache line. */
 static void test_u32_argsort_equals_the_naive_sort_at_every_width_and_alignment(void **state)
