@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""Pooled attack drops of frl-sim runs and reference runs (docs/experiments.md 4.1.3).
+
+  tools/drop_stats.py --frl NONE.jsonl:REVERSE.jsonl ... --ref NONE.txt:REVERSE.txt ...
+
+Each pair is one seed: the run without attack and the run with it.
+--frl takes frl-sim per-round logs (--per-round-log), --ref the anchor
+script's (or tools/ref_aligned.py's) printed output. Prints, as markdown,
+each seed's last-5 mean and 20-round mean accuracy with and without
+attack and the drops, then the pooled means with standard errors and
+frl - reference with one standard error of the difference."""
+import argparse
+import json
+import math
+import statistics as st
+
+
+def frl_log(path):
+    acc = {}
+    with open(path) as f:
+        for line in f:
+            d = json.loads(line)
+            acc[d["round"]] = d["accuracy"]
+    return acc
+
+
+def ref_log(path):
+    acc = {}
+    with open(path) as f:
+        for line in f:
+            if line.startswith("round ") and " mal " in line:
+                t = line.split()
+                acc[int(t[1])] = float(t[5])
+    return acc
+
+
+def summary(acc):
+    n = len(acc)
+    if n < 5:
+        raise SystemExit("a run with fewer than 5 rounds")
+    v = [acc[r] for r in sorted(acc)]
+    return sum(v[-5:]) / 5, sum(v) / n
+
+
+def mean_se(v):
+    m = st.mean(v)
+    return m, (st.stdev(v) / math.sqrt(len(v)) if len(v) > 1 else float("nan"))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--frl", nargs="*", default=[], metavar="NONE:REVERSE")
+    ap.add_argument("--ref", nargs="*", default=[], metavar="NONE:REVERSE")
+    a = ap.parse_args()
+    rows = {}
+    for prog, pairs, load in (("frl", a.frl, frl_log), ("reference", a.ref, ref_log)):
+        rows[prog] = []
+        for p in pairs:
+            none, rev = p.split(":")
+            rows[prog].append((p, summary(load(none)), summary(load(rev))))
+    print("| run | no attack: last 5 / mean | attack: last 5 / mean | drop, last 5 | drop, mean |")
+    print("|---|---|---|---|---|")
+    for prog, rs in rows.items():
+        for p, (n5, nm), (r5, rm) in rs:
+            print("| %s %s | %.3f / %.3f | %.3f / %.3f | %.1f | %.1f |" % (prog, p.split(":")[1], n5, nm, r5, rm,
+                                                                        100 * (n5 - r5), 100 * (nm - rm)))
+    print()
+    print("| pooled, mean ± se | runs | no attack: last 5 / mean | attack: last 5 / mean | drop, last 5 | drop, mean |")
+    print("|---|---|---|---|---|---|")
+    cols = [lambda r: r[1][0], lambda r: r[1][1], lambda r: r[2][0], lambda r: r[2][1],
+            lambda r: 100 * (r[1][0] - r[2][0]), lambda r: 100 * (r[1][1] - r[2][1])]
+    for prog, rs in rows.items():
+        if not rs:
+            continue
+        c = [mean_se([f(r) for r in rs]) for f in cols]
+        print("| %s | %d | %.3f ± %.3f / %.3f ± %.3f | %.3f ± %.3f / %.3f ± %.3f | %.1f ± %.1f | %.1f ± %.1f |"
+              % ((prog, len(rs)) + tuple(x for m in c for x in m)))
+    if len(rows["frl"]) > 1 and len(rows["reference"]) > 1:
+        print()
+        names = ["no attack, last 5", "no attack, mean", "attack, last 5", "attack, mean", "drop, last 5", "drop, mean"]
+        for name, f in zip(names, cols):
+            x = [f(r) for r in rows["frl"]]
+            y = [f(r) for r in rows["reference"]]
+            scale = 1 if name.startswith("drop") else 100
+            d = scale * (st.mean(x) - st.mean(y))
+            se = scale * math.sqrt(st.variance(x) / len(x) + st.variance(y) / len(y))
+            print("frl - reference, %s: %+.1f ± %.1f points" % (name, d, se))
+
+
+if __name__ == "__main__":
+    main()
