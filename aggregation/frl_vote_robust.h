@@ -130,9 +130,9 @@ uint32_t frl_vote_policy_streak(const frl_vote_policy_t *p, uint32_t client);
  * 1,625,632 edges: 6.5 MB per vote, 65 MB for 10 votes, 650 MB for 100;
  * conv8: 21 MB per vote), against 12 bytes per edge for the plain tally,
  * plus finalize scratch (32 bytes per edge of the largest layer and
- * 0.7 MB of write-combining buffers), so that finalize never allocates. Time: add O(edges); finalize
- * O(edges x m log m) (a per-edge sort of m values). Votes are unweighted
- * (each accepted vote counts once). */
+ * 0.7 MB of write-combining buffers), so that finalize never allocates.
+ * Time: add O(edges); finalize O(edges x m log m) (a per-edge sort of m
+ * values). Votes are unweighted (each accepted vote counts once). */
 typedef struct frl_vote_trim_s frl_vote_trim_t;
 
 /* Bytes frl_vote_trim_create would allocate, or 0 on overflow. */

@@ -95,8 +95,9 @@ void frl__vote_helper_run2(frl__vote_helper_t *h, void (*fn)(void *), void *mine
  * about 4-8. With `check`, the ranking is verified on the way, which
  * needs every S[e] + w * (n - 1) below 2^31 (bit 31 is the check's flag,
  * see kernels.c); on any failure it returns 1 with S exactly as before,
- * and the caller finds the first bad position with frl__vote_check_perm. With a helper (not NULL), layers of 2^19 edges
- * and more are done by two threads: same result, bit for bit. */
+ * and the caller finds the first bad position with frl__vote_check_perm.
+ * With a helper (not NULL), layers of 2^19 edges and more are done by two
+ * threads: same result, bit for bit. */
 #define FRL__VOTE_PART_MIN 65536u
 #define FRL__VOTE_PART_MAX_BUCKETS 512u
 #define FRL__VOTE_PART_MAX (FRL__VOTE_PART_MAX_BUCKETS << 14)
