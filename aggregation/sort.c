@@ -34,10 +34,26 @@
 #define RADIX_MAX_PASSES 16 /* 64 / 4 */
 #define RADIX_HIST_BYTES ((size_t)RADIX_MAX_PASSES * ((size_t)1 << RADIX_MAX_BITS) * sizeof(uint32_t))
 
-/* The write-combined passes' streams and histograms (below), at the end
- * of the scratch. */
-typedef struct wc_area_s wc_area_t;
-static size_t wc_area_bytes(void);
+/* The write-combined passes (see "Write-combining radix passes" below):
+ * digit widths, and their streams and histograms, kept at the end of the
+ * scratch. */
+#define WC_BITS 8
+#define WC_BITS_MAX 12
+#define WC_NB_MAX (1u << WC_BITS_MAX)
+#define WC_WIDE_MIN (1u << 16)
+
+/* One pass's streams: buffers and cursors. */
+typedef struct wc_streams_s {
+    _Alignas(64) uint64_t wc[WC_NB_MAX * 8];
+    uint32_t f[WC_NB_MAX], line[WC_NB_MAX];
+} wc_streams_t;
+
+/* Two sets of streams (the MSD sort's two threads scatter at once) and
+ * the LSD sort's histograms (two copies, see argsort_u32_wc). */
+typedef struct wc_area_s {
+    wc_streams_t s[2];
+    uint32_t hist[4][WC_NB_MAX], hist2[4][WC_NB_MAX];
+} wc_area_t;
 
 static wc_area_t *wc_area(void *scratch, uint32_t n)
 {
@@ -48,7 +64,7 @@ static wc_area_t *wc_area(void *scratch, uint32_t n)
 size_t frl_vote_argsort_scratch_size(uint64_t n)
 {
     /* hist | keys A (8n) | keys B (8n) | index A (4n) | index B (4n) | write-combining area */
-    return RADIX_HIST_BYTES + (size_t)n * 24 + 64 + wc_area_bytes();
+    return RADIX_HIST_BYTES + (size_t)n * 24 + 64 + sizeof(wc_area_t);
 }
 
 /* Scatter passes for ranges wider than 32 bits: uint64 keys and uint32
@@ -330,30 +346,8 @@ static int argsort_u32_narrow(const uint32_t *keys, uint32_t n, int bits, uint32
  * the 24-bit sums of 10 lenet votes take 2 passes, which measured ~22%
  * faster than 3 passes of 8 bits on this project's VM; inputs under 2^16
  * keys keep 8-bit digits (setting up 4096 streams would dominate). The
- * streams' state and the histograms live in the scratch, not on the
- * stack (~700 KB). */
-#define WC_BITS 8
-#define WC_BITS_MAX 12
-#define WC_NB_MAX (1u << WC_BITS_MAX)
-#define WC_WIDE_MIN (1u << 16)
-
-/* One pass's streams: buffers and cursors. */
-typedef struct wc_streams_s {
-    _Alignas(64) uint64_t wc[WC_NB_MAX * 8];
-    uint32_t f[WC_NB_MAX], line[WC_NB_MAX];
-} wc_streams_t;
-
-/* Two sets of streams (the MSD sort's two threads scatter at once) and
- * the LSD sort's histograms (two copies, see argsort_u32_wc). */
-struct wc_area_s {
-    wc_streams_t s[2];
-    uint32_t hist[4][WC_NB_MAX], hist2[4][WC_NB_MAX];
-};
-
-static size_t wc_area_bytes(void)
-{
-    return sizeof(wc_area_t);
-}
+ * streams' state and the histograms (wc_area_t, at the top of this file)
+ * live in the scratch, not on the stack (~700 KB). */
 
 /* One pass. SRC(i) gives item i (uint64: key << 32 | index) and its
  * digit; OT is the output type (uint64 items, or the uint32 index on the
@@ -516,12 +510,12 @@ typedef struct msd_job_s {
     uint32_t *order;
     const uint32_t *start; /* MSD_NB + 1 bucket starts */
     int sh, low_bits;
-    int pass;        /* 0: top-digit counts, 1: scatter, 2: bucket sorts */
-    uint32_t i0, i1; /* counts, scatter: input range */
-    uint32_t *off;   /* scatter: running offsets of this half */
-    uint32_t *cnt;   /* counts: 2 x MSD_NB, for even and odd i */
+    int pass;         /* 0: top-digit counts, 1: scatter, 2: bucket sorts */
+    uint32_t i0, i1;  /* counts, scatter: input range */
+    uint32_t *off;    /* scatter: running offsets of this half */
+    uint32_t *cnt;    /* counts: 2 x MSD_NB, for even and odd i */
     wc_streams_t *ws; /* scatter: this thread's streams */
-    uint32_t b0, b1; /* bucket sorts: range of top buckets */
+    uint32_t b0, b1;  /* bucket sorts: range of top buckets */
 } msd_job_t;
 
 /* LSD passes over each bucket of [b0, b1): items in xa, xb as scratch,
@@ -531,13 +525,14 @@ static void msd_sort_buckets(const msd_job_t *j)
     const int np = (j->low_bits + MSD_BITS - 1) / MSD_BITS, d = (j->low_bits + np - 1) / np;
     const uint32_t m = (1u << d) - 1;
     uint32_t hist[3][MSD_NB];
+    /* Every bucket of the range uses the same stretch of xb (the range's
+     * first items' place, as long as any of its buckets), so the
+     * intermediate pass writes lines still in L2 instead of pulling fresh
+     * ones from memory (bucket sorts ~25% faster). */
+    uint64_t *const hot = j->xb + j->start[j->b0];
     for (uint32_t b = j->b0; b < j->b1; b++) {
         uint32_t s0 = j->start[b], sz = j->start[b + 1] - s0;
-        /* Every bucket of the range uses the same stretch of xb (the
-         * range's first items' place, as long as any of its buckets), so
-         * the intermediate pass writes lines still in L2 instead of
-         * pulling fresh ones from memory (bucket sorts ~25% faster). */
-        uint64_t *src = j->xa + s0, *tmp = j->xb + j->start[j->b0];
+        uint64_t *src = j->xa + s0, *tmp = hot;
         uint32_t *out = j->order + s0;
         if (sz <= 1) {
             if (sz)
