@@ -8,29 +8,38 @@ Each pair is one seed: the run without attack and the run with it.
 script's (or tools/ref_aligned.py's) printed output. Prints, as markdown,
 each seed's last-5 mean and 20-round mean accuracy with and without
 attack and the drops, then the pooled means with standard errors and
-frl - reference with one standard error of the difference."""
+frl - reference with one standard error of the difference.
+
+--by-attackers also prints, per program, the mean accuracy of the attacked
+runs' rounds by the number of attackers in the round (rounds from
+--from-round on, 5 by default): what a round with k reversed votes leaves,
+pooled over seeds."""
 import argparse
 import json
 import math
 import statistics as st
 
 
-def frl_log(path):
+def frl_log(path, attackers=None):
     acc = {}
     with open(path) as f:
         for line in f:
             d = json.loads(line)
             acc[d["round"]] = d["accuracy"]
+            if attackers is not None:
+                attackers[d["round"]] = d["malicious"]
     return acc
 
 
-def ref_log(path):
+def ref_log(path, attackers=None):
     acc = {}
     with open(path) as f:
         for line in f:
             if line.startswith("round ") and " mal " in line:
                 t = line.split()
                 acc[int(t[1])] = float(t[5])
+                if attackers is not None:
+                    attackers[int(t[1])] = int(t[3])
     return acc
 
 
@@ -51,13 +60,22 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--frl", nargs="*", default=[], metavar="NONE:REVERSE")
     ap.add_argument("--ref", nargs="*", default=[], metavar="NONE:REVERSE")
+    ap.add_argument("--by-attackers", action="store_true")
+    ap.add_argument("--from-round", type=int, default=5)
     a = ap.parse_args()
     rows = {}
+    by_k = {}
     for prog, pairs, load in (("frl", a.frl, frl_log), ("reference", a.ref, ref_log)):
         rows[prog] = []
+        by_k[prog] = {}
         for p in pairs:
             none, rev = p.split(":")
-            rows[prog].append((p, summary(load(none)), summary(load(rev))))
+            k = {}
+            acc = load(rev, k)
+            rows[prog].append((p, summary(load(none)), summary(acc)))
+            for r, v in acc.items():
+                if r >= a.from_round:
+                    by_k[prog].setdefault(k[r], []).append(v)
     print("| run | no attack: last 5 / mean | attack: last 5 / mean | drop, last 5 | drop, mean |")
     print("|---|---|---|---|---|")
     for prog, rs in rows.items():
@@ -85,6 +103,19 @@ def main():
             d = scale * (st.mean(x) - st.mean(y))
             se = scale * math.sqrt(st.variance(x) / len(x) + st.variance(y) / len(y))
             print("frl - reference, %s: %+.1f ± %.1f points" % (name, d, se))
+    if a.by_attackers:
+        print()
+        print("| attackers in the round (rounds >= %d) | %s |" % (a.from_round, " | ".join(p for p in by_k if by_k[p])))
+        print("|---|%s" % ("---|" * sum(1 for p in by_k if by_k[p])))
+        for k in sorted(set(k for p in by_k for k in by_k[p])):
+            cells = []
+            for p in by_k:
+                if not by_k[p]:
+                    continue
+                v = by_k[p].get(k, [])
+                cells.append("%.3f ± %.3f (%d rounds)" % (mean_se(v) + (len(v),)) if len(v) > 1 else
+                             ("%.3f (1 round)" % v[0] if v else "-"))
+            print("| %d | %s |" % (k, " | ".join(cells)))
 
 
 if __name__ == "__main__":
