@@ -18,6 +18,7 @@ import argparse
 import json
 import math
 import statistics as st
+import sys
 
 
 def frl_log(path, attackers=None):
@@ -65,6 +66,7 @@ def main():
     a = ap.parse_args()
     rows = {}
     by_k = {}
+    lengths = set()
     for prog, pairs, load in (("frl", a.frl, frl_log), ("reference", a.ref, ref_log)):
         rows[prog] = []
         by_k[prog] = {}
@@ -72,10 +74,15 @@ def main():
             none, rev = p.split(":")
             k = {}
             acc = load(rev, k)
-            rows[prog].append((p, summary(load(none)), summary(acc)))
+            acc_none = load(none)
+            lengths.update((len(acc), len(acc_none)))
+            rows[prog].append((p, summary(acc_none), summary(acc)))
             for r, v in acc.items():
                 if r >= a.from_round:
                     by_k[prog].setdefault(k[r], []).append(v)
+    if len(lengths) > 1:
+        # an unfinished run would be pooled with the last 5 rounds it has
+        print("drop_stats: warning: the runs have different numbers of rounds: %s" % sorted(lengths), file=sys.stderr)
     print("| run | no attack: last 5 / mean | attack: last 5 / mean | drop, last 5 | drop, mean |")
     print("|---|---|---|---|---|")
     for prog, rs in rows.items():
