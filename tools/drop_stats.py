@@ -57,6 +57,13 @@ def mean_se(v):
     return m, (st.stdev(v) / math.sqrt(len(v)) if len(v) > 1 else float("nan"))
 
 
+def cell(v):
+    """Mean ± standard error and count of a list of accuracies, for a table cell."""
+    if len(v) > 1:
+        return "%.3f ± %.3f (%d rounds)" % (mean_se(v) + (len(v),))
+    return "%.3f (1 round)" % v[0] if v else "-"
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--frl", nargs="*", default=[], metavar="NONE:REVERSE")
@@ -111,18 +118,12 @@ def main():
             se = scale * math.sqrt(st.variance(x) / len(x) + st.variance(y) / len(y))
             print("frl - reference, %s: %+.1f ± %.1f points" % (name, d, se))
     if a.by_attackers:
+        progs = [p for p in by_k if by_k[p]]
         print()
-        print("| attackers in the round (rounds >= %d) | %s |" % (a.from_round, " | ".join(p for p in by_k if by_k[p])))
-        print("|---|%s" % ("---|" * sum(1 for p in by_k if by_k[p])))
-        for k in sorted(set(k for p in by_k for k in by_k[p])):
-            cells = []
-            for p in by_k:
-                if not by_k[p]:
-                    continue
-                v = by_k[p].get(k, [])
-                cells.append("%.3f ± %.3f (%d rounds)" % (mean_se(v) + (len(v),)) if len(v) > 1 else
-                             ("%.3f (1 round)" % v[0] if v else "-"))
-            print("| %d | %s |" % (k, " | ".join(cells)))
+        print("| attackers in the round (rounds >= %d) | %s |" % (a.from_round, " | ".join(progs)))
+        print("|---|%s" % ("---|" * len(progs)))
+        for k in sorted(set(k for p in progs for k in by_k[p])):
+            print("| %d | %s |" % (k, " | ".join(cell(by_k[p].get(k, [])) for p in progs)))
 
 
 if __name__ == "__main__":
