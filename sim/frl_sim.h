@@ -156,6 +156,14 @@ int frl_sim_evaluate(frl_sim_t *sim, uint32_t n, double *accuracy, double *loss)
 /* The current global ranking (total_edges elements, valid while the
  * simulation lives and until the next round). */
 const uint32_t *frl_sim_global_ranking(const frl_sim_t *sim);
+/* Replaces the current global ranking (e.g. one saved by an earlier run,
+ * sim/frl_sim_ranking_file.h): the next round's clients start from it, and
+ * agreement and churn are measured against it. It must be a permutation
+ * per layer of the simulation's layout: otherwise the frl_vote_validate
+ * code (details in `reject`, may be NULL) and nothing changes. 0,
+ * FRL_EINVAL or FRL_ENOMEM. */
+int frl_sim_set_global_ranking(frl_sim_t *sim, const uint32_t *ranking, frl_vote_reject_t *reject);
+const frl_vote_layout_t *frl_sim_layout(const frl_sim_t *sim);
 const frl_model_spec_t *frl_sim_spec(const frl_sim_t *sim);
 const frl_partition_t *frl_sim_partition(const frl_sim_t *sim);
 uint32_t frl_sim_n_malicious(const frl_sim_t *sim);

@@ -11,6 +11,7 @@
 #include "common/frl_file.h"
 #include "common/frl_log.h"
 #include "sim/frl_sim.h"
+#include "sim/frl_sim_ranking_file.h"
 
 #include <getopt.h>
 #include <math.h>
@@ -59,6 +60,9 @@ static void usage(FILE *f)
             "  --policy-weight-ok N    downweight: weight of a trusted vote (%d)\n"
             "  --policy-weight-low N   downweight: weight of a low vote (%d)\n"
             "  --trim T                trimmed vote: drop T highest and lowest positions per edge (0)\n"
+            "start:\n"
+            "  --init-ranking FILE     start from this global ranking (an earlier run's --ranking-out, same\n"
+            "                          model and seed) instead of the ranking of the initial scores\n"
             "outputs:\n"
             "  --eval-every N          evaluate every N rounds and after the last (1)\n"
             "  --eval-n N              per-round evaluation on the first N test images (all);\n"
@@ -67,6 +71,7 @@ static void usage(FILE *f)
             "  --per-round-log FILE    one JSON object per round\n"
             "  --partition-out FILE    each client's training examples: one line per client (ids in order),\n"
             "                          the example indices separated by spaces\n"
+            "  --ranking-out FILE      the global ranking after the last round (a ranking file)\n"
             "  --no-timings            leave timings out of the per-round log (byte-comparable runs)\n"
             "  --quiet                 no progress line and no text summary\n",
             FRL_FMNIST_DIR, FRL_ATTACK_DEFAULT_BAND, FRL_VOTE_POLICY_DEFAULT_THRESHOLD, FRL_VOTE_POLICY_DEFAULT_ROUNDS,
@@ -144,11 +149,64 @@ static int write_partition(const char *path, const frl_partition_t *p)
     return rc;
 }
 
+/* A JSON string literal of s (a path from the command line). */
+static void json_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            fprintf(f, "\\%c", *p);
+        else if (*p < 0x20)
+            fprintf(f, "\\u%04x", *p);
+        else
+            fputc(*p, f);
+    }
+    fputc('"', f);
+}
+
+/* --init-ranking: a ranking file for this model and seed; every error is
+ * printed with the file's name. */
+static int load_ranking(frl_sim_t *sim, const char *path, const uint8_t seed[FRL_SEED_BYTES])
+{
+    const frl_vote_layout_t *lay = frl_sim_layout(sim);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int rc = frl_file_read_all(path, 64 + 4 * (size_t)FRL_VOTE_MAX_LAYERS + 4 * (size_t)lay->total_edges + 1, &buf, &len);
+    if (rc) {
+        fprintf(stderr, "frl-sim: cannot read --init-ranking %s: %s\n", path, frl_strerror(rc));
+        return rc;
+    }
+    uint32_t *ranking = malloc(sizeof(uint32_t) * lay->total_edges);
+    char err[200] = "out of memory";
+    rc = ranking ? frl_sim_ranking_decode(buf, len, frl_sim_spec(sim)->hash, seed, lay, ranking, err, sizeof err) : FRL_ENOMEM;
+    if (!rc)
+        rc = frl_sim_set_global_ranking(sim, ranking, NULL);
+    if (rc)
+        fprintf(stderr, "frl-sim: bad --init-ranking %s: %s\n", path, err);
+    free(ranking);
+    free(buf);
+    return rc;
+}
+
+/* --ranking-out, written atomically. */
+static int save_ranking(const frl_sim_t *sim, const char *path, const uint8_t seed[FRL_SEED_BYTES])
+{
+    uint8_t *buf;
+    size_t len;
+    int rc = frl_sim_ranking_encode(frl_sim_spec(sim)->hash, seed, frl_sim_layout(sim), frl_sim_global_ranking(sim), &buf, &len);
+    if (rc)
+        return rc;
+    rc = frl_file_write_atomic(path, buf, len);
+    free(buf);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     frl_sim_config_t cfg;
     frl_sim_config_default(&cfg);
-    const char *data_dir = NULL, *json = NULL, *log_path = NULL, *seed_text = "0", *schedule_path = NULL, *partition_out = NULL;
+    const char *data_dir = NULL, *json = NULL, *log_path = NULL, *seed_text = "0", *schedule_path = NULL, *partition_out = NULL,
+               *init_ranking = NULL, *ranking_out = NULL;
     uint32_t train_n = 0, test_n = 0, u;
     int quiet = 0, no_timings = 0;
     enum {
@@ -187,6 +245,8 @@ int main(int argc, char **argv)
         O_JSON,
         O_LOG,
         O_PART_OUT,
+        O_INIT_RANK,
+        O_RANK_OUT,
         O_NO_TIMINGS,
         O_QUIET,
         O_HELP
@@ -226,6 +286,8 @@ int main(int argc, char **argv)
                                          {"json", required_argument, 0, O_JSON},
                                          {"per-round-log", required_argument, 0, O_LOG},
                                          {"partition-out", required_argument, 0, O_PART_OUT},
+                                         {"init-ranking", required_argument, 0, O_INIT_RANK},
+                                         {"ranking-out", required_argument, 0, O_RANK_OUT},
                                          {"no-timings", no_argument, 0, O_NO_TIMINGS},
                                          {"quiet", no_argument, 0, O_QUIET},
                                          {"help", no_argument, 0, O_HELP},
@@ -347,6 +409,12 @@ int main(int argc, char **argv)
         case O_PART_OUT:
             partition_out = optarg;
             break;
+        case O_INIT_RANK:
+            init_ranking = optarg;
+            break;
+        case O_RANK_OUT:
+            ranking_out = optarg;
+            break;
         case O_NO_TIMINGS:
             no_timings = 1;
             break;
@@ -465,6 +533,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "frl-sim: cannot write %s\n", log_path);
         goto out;
     }
+    if (init_ranking && (rc = load_ranking(sim, init_ranking, cfg.seed)) != 0) {
+        status = 2;
+        goto out;
+    }
     const frl_partition_t *part = frl_sim_partition(sim);
     if (partition_out && (rc = write_partition(partition_out, part)) != 0) {
         fprintf(stderr, "frl-sim: cannot write --partition-out %s: %s\n", partition_out, frl_strerror(rc));
@@ -535,6 +607,10 @@ int main(int argc, char **argv)
         goto out;
     }
     te = frl_now_s() - te;
+    if (ranking_out && (rc = save_ranking(sim, ranking_out, cfg.seed)) != 0) {
+        fprintf(stderr, "frl-sim: cannot write --ranking-out %s: %s\n", ranking_out, frl_strerror(rc));
+        goto out;
+    }
     double wall = frl_now_s() - t_start;
     /* Mean of the last 5 evaluated rounds, and the best. */
     double last5 = 0.0, best = 0.0;
@@ -560,6 +636,10 @@ int main(int argc, char **argv)
         char cj[2048];
         frl_sim_config_json(&cfg, cj, sizeof cj);
         fprintf(m, "{\"config\":%s", cj);
+        if (init_ranking) {
+            fprintf(m, ",\"init_ranking\":");
+            json_string(m, init_ranking);
+        }
         fprintf(m, ",\"n_malicious_clients\":%u,\"shard_min\":%u,\"shard_max\":%u", frl_sim_n_malicious(sim), pmin, pmax);
         fprintf(m, ",\"train_examples\":%u,\"test_examples\":%u", train.n, test.n);
         fprintf(m, ",\"final_accuracy\":%.6f,\"final_loss\":%.9g,\"final_eval_n\":%u", final_acc, final_loss, test.n);

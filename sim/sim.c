@@ -337,6 +337,33 @@ const uint32_t *frl_sim_global_ranking(const frl_sim_t *sim)
     return sim->global;
 }
 
+int frl_sim_set_global_ranking(frl_sim_t *sim, const uint32_t *ranking, frl_vote_reject_t *reject)
+{
+    if (!sim || !ranking)
+        return FRL_EINVAL;
+    void *scratch = malloc(frl_vote_validate_scratch_size(&sim->layout));
+    if (!scratch)
+        return FRL_ENOMEM;
+    int rc = frl_vote_validate(&sim->layout, ranking, sim->layout.n_layers, NULL, scratch, reject);
+    free(scratch);
+    if (rc)
+        return rc;
+    /* Mask first: on failure the simulation keeps its old global ranking. */
+    if ((rc = mask_into(sim, ranking, sim->mask_next)) != 0)
+        return rc;
+    memcpy(sim->global, ranking, sizeof(uint32_t) * sim->layout.total_edges);
+    uint8_t *mtmp = sim->mask_global;
+    sim->mask_global = sim->mask_next;
+    sim->mask_next = mtmp;
+    sim->global_version++; /* trainers reload it */
+    return 0;
+}
+
+const frl_vote_layout_t *frl_sim_layout(const frl_sim_t *sim)
+{
+    return &sim->layout;
+}
+
 const frl_model_spec_t *frl_sim_spec(const frl_sim_t *sim)
 {
     return &sim->net.spec;

@@ -11,6 +11,11 @@ Three options are added to the reference's own:
   --parts FILE      the clients' data: frl-sim --partition-out FILE
   --schedule FILE   each round's clients: the "selected" lists of an
                     frl-sim --per-round-log
+Two more for replays from a given model:
+  --init_ranking FILE  start from a frl-sim ranking file (--ranking-out)
+                       instead of the initial scores' ranking
+  --batch_seed N       seed of the reference's batch-order generator
+                       (default: its own, seed + 1)
 What stays the reference's own: batch order, colluder draws, float
 rounding. After each round's vote it prints
   # measures R {"agree_benign": ..., "mask_churn": ..., "attack_flips": ...}
@@ -40,7 +45,9 @@ PATCHES = [
      '''    ap.add_argument("--json_out", default="")
     ap.add_argument("--frl_init", action="store_true")
     ap.add_argument("--parts", default="")
-    ap.add_argument("--schedule", default="")'''),
+    ap.add_argument("--schedule", default="")
+    ap.add_argument("--init_ranking", default="")
+    ap.add_argument("--batch_seed", type=int, default=None)'''),
     ("partition",
      '''    cx = [xtr[torch.from_numpy(p)] for p in parts]''',
      '''    if args.parts:
@@ -60,9 +67,21 @@ PATCHES = [
         for (name, m), w, sc in zip(model.masked_layers(), *network(fseed)):
             m.weight.copy_(w.view_as(m.weight))
             m.scores.data.copy_(sc.detach().view_as(m.scores))
-    sched = [json.loads(l)["selected"] for l in open(args.schedule)] if args.schedule else None
+    sched = _frl_schedule(args.schedule) if args.schedule else None
     if sched and len(sched) < args.rounds:
         sys.exit("--schedule has %d rounds, --rounds is %d" % (len(sched), args.rounds))
+'''),
+    ("init_ranking",
+     '''    global_scores = {name: m.scores.detach().reshape(-1).clone() for name, m in model.masked_layers()}
+''',
+     '''    global_scores = {name: m.scores.detach().reshape(-1).clone() for name, m in model.masked_layers()}
+    if args.init_ranking:
+        for name, order in _frl_ranking(args.init_ranking, n_edges).items():
+            global_scores[name] = torch.empty_like(sorted_init[name])
+            global_scores[name][order] = sorted_init[name]
+        load_global(model, global_scores)
+    if args.batch_seed is not None:
+        gen = torch.Generator().manual_seed(args.batch_seed)
 '''),
     ("keep_by_pos",
      '''    n_att = int(args.nclients * args.at_fraction)''',
@@ -91,6 +110,42 @@ PATCHES = [
 
 MEASURES = '''
 _FRL_TOOLS = %r
+
+
+def _frl_schedule(path):
+    """Each round's clients: JSON lines with "selected" (a --per-round-log),
+    or lines of ids (a frl-sim --schedule file; '#' comments)."""
+    rounds = []
+    for line in open(path):
+        line = line.split("#")[0].strip()
+        if line.startswith("{"):
+            rounds.append(json.loads(line)["selected"])
+        elif line:
+            rounds.append([int(t) for t in line.replace(",", " ").split()])
+    return rounds
+
+
+def _frl_ranking(path, n_edges):
+    """A frl-sim ranking file (sim/frl_sim_ranking_file.h): per layer, the
+    edge indices in ascending order of score."""
+    raw = open(path, "rb").read()
+    if raw[:8] != b"FRLRANK1":
+        sys.exit("--init_ranking %%s: not a ranking file" %% path)
+    nl = struct.unpack_from("<I", raw, 72)[0]
+    lens = struct.unpack_from("<%%dI" %% nl, raw, 76)
+    if list(lens) != list(n_edges.values()):
+        sys.exit("--init_ranking %%s: layers %%s, the model has %%s" %% (path, lens, list(n_edges.values())))
+    flat = np.frombuffer(raw, dtype="<u4", offset=76 + 4 * nl).astype(np.int64)
+    if flat.size != sum(lens):
+        sys.exit("--init_ranking %%s: %%d edges, %%d expected" %% (path, flat.size, sum(lens)))
+    out, off = {}, 0
+    for name, n in n_edges.items():
+        order = torch.from_numpy(flat[off:off + n].copy())
+        if not torch.equal(torch.sort(order).values, torch.arange(n)):
+            sys.exit("--init_ranking %%s: layer %%s is not a permutation" %% (path, name))
+        out[name] = order
+        off += n
+    return out
 
 
 def _frl_measures(e, n_edges, uploads, nb, global_scores, sorted_init, keep_by_pos, positions_of, vote_layer):
