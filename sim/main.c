@@ -529,12 +529,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "frl-sim: out of memory\n");
         goto out;
     }
-    if (log_path && !(logf = fopen(log_path, "w"))) {
-        fprintf(stderr, "frl-sim: cannot write %s\n", log_path);
-        goto out;
-    }
     if (init_ranking && (rc = load_ranking(sim, init_ranking, cfg.seed)) != 0) {
         status = 2;
+        goto out;
+    }
+    if (log_path && !(logf = fopen(log_path, "w"))) {
+        fprintf(stderr, "frl-sim: cannot write %s\n", log_path);
         goto out;
     }
     const frl_partition_t *part = frl_sim_partition(sim);
