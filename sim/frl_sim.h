@@ -27,8 +27,12 @@
  * Malicious clients are the ids below frl_attack_n_malicious(malicious,
  * clients), as in the reference. Same seed and configuration give the same
  * rankings and per-round figures (timings aside) for any thread count
- * (DESIGN.md §7). Round 0's global ranking is the ranking of the seed's
- * initial scores. Rounds are numbered from 0 (lr = lr0 * decay^round).
+ * (DESIGN.md §7). The first round's global ranking is the ranking of the
+ * seed's initial scores (or one set with frl_sim_set_global_ranking).
+ * Rounds are numbered from first_round, 0 by default (lr = lr0 *
+ * decay^round). No state but the global ranking passes from one round to
+ * the next without a policy, so a run continued from its saved ranking
+ * with first_round = r ends where the whole run ends, bit for bit.
  *
  * Not thread-safe per object; it runs its own worker threads inside
  * frl_sim_round. */
@@ -59,6 +63,8 @@ typedef struct frl_sim_config_s {
     uint32_t clients;                /* 100 */
     uint32_t per_round;              /* 10 */
     int rounds;                      /* 20 */
+    int first_round;                 /* 0: the run plays rounds first_round .. rounds - 1 (numbering sets the lr, the
+                                        batch orders and every draw; e.g. continue a run from its saved ranking) */
     frl_part_spec_t partition;       /* dirichlet:1.0 */
     frl_train_cfg_t train;           /* lr = lr0 (0.4), momentum, wd, batch, epochs (1), keep, rule */
     double lr_decay;                 /* 0.999 per round */
@@ -113,12 +119,12 @@ typedef struct frl_sim_round_s {
     double agree_min, agree_mean, agree_max;       /* over submitted valid votes (NaN if none) */
     double agree_benign, agree_malicious;          /* means per group (NaN if the group is empty) */
     uint64_t
-        margin_edges;   /* edges within w (n_l - 1) / 4 of a mask cut's vote sum (w: weight of a trusted vote), summed over cuts */
-    double margin_frac; /* margin_edges / total_edges */
-    double mask_churn;  /* fraction of edges whose mask bit the new global ranking changed */
+        margin_edges;    /* edges within w (n_l - 1) / 4 of a mask cut's vote sum (w: weight of a trusted vote), summed over cuts */
+    double margin_frac;  /* margin_edges / total_edges */
+    double mask_churn;   /* fraction of edges whose mask bit the new global ranking changed */
     double attack_flips; /* fraction of edges whose new mask bit differs from that of the honest clients' plain vote alone
                             (NaN in a round without malicious rankings) */
-    int evaluated;      /* accuracy/loss are set */
+    int evaluated;       /* accuracy/loss are set */
     uint32_t eval_n;
     double accuracy, loss;
     uint64_t train_images; /* images processed by local training (benign + attackers) */
@@ -138,8 +144,8 @@ typedef struct frl_sim_s frl_sim_t;
 int frl_sim_create(const frl_sim_config_t *cfg, const frl_dataset_t *train, const frl_dataset_t *test, frl_sim_t **out);
 void frl_sim_destroy(frl_sim_t *sim);
 
-/* Runs the next round (rounds are 0, 1, ...) and fills *rec. FRL_ESTATE
- * after cfg->rounds rounds. Other errors come from the libraries. */
+/* Runs the next round (first_round, first_round + 1, ...) and fills *rec.
+ * FRL_ESTATE after round cfg->rounds - 1. Other errors come from the libraries. */
 int frl_sim_round(frl_sim_t *sim, frl_sim_round_t *rec);
 
 /* Progress inside a round: called after each local training of the round

@@ -63,6 +63,8 @@ static void usage(FILE *f)
             "start:\n"
             "  --init-ranking FILE     start from this global ranking (an earlier run's --ranking-out, same\n"
             "                          model and seed) instead of the ranking of the initial scores\n"
+            "  --first-round R         play rounds R .. rounds-1 (0); with --init-ranking, continues a run\n"
+            "                          saved after round R-1 exactly as the whole run would have gone on\n"
             "outputs:\n"
             "  --eval-every N          evaluate every N rounds and after the last (1)\n"
             "  --eval-n N              per-round evaluation on the first N test images (all);\n"
@@ -110,7 +112,7 @@ static void fmt_dur(double s, char *buf, size_t cap)
 
 struct progress_ctx {
     double t_start;
-    int rounds;
+    int first, rounds; /* the run plays rounds first .. rounds - 1 */
     double round_t0;
 };
 
@@ -120,9 +122,9 @@ static void on_progress(void *user, int round, uint32_t done, uint32_t total)
     struct progress_ctx *p = user;
     double el = frl_now_s() - p->t_start;
     /* ETA from the finished rounds plus the fraction of this one. */
-    double frac = (double)round + (total ? 0.9 * (double)done / (double)total : 0.0);
+    double frac = (double)(round - p->first) + (total ? 0.9 * (double)done / (double)total : 0.0);
     char eta[32], elb[32];
-    fmt_dur(frac > 0 ? el / frac * ((double)p->rounds - frac) : 0.0, eta, sizeof eta);
+    fmt_dur(frac > 0 ? el / frac * ((double)(p->rounds - p->first) - frac) : 0.0, eta, sizeof eta);
     fmt_dur(el, elb, sizeof elb);
     fprintf(stderr, "\rround %d/%d  training %u/%u  elapsed %s  eta %s                                        ", round + 1,
             p->rounds, done, total, elb, eta);
@@ -217,6 +219,7 @@ int main(int argc, char **argv)
         O_CLIENTS,
         O_PER_ROUND,
         O_ROUNDS,
+        O_FIRST_ROUND,
         O_PARTITION,
         O_SEED,
         O_THREADS,
@@ -258,6 +261,7 @@ int main(int argc, char **argv)
                                          {"clients", required_argument, 0, O_CLIENTS},
                                          {"per-round", required_argument, 0, O_PER_ROUND},
                                          {"rounds", required_argument, 0, O_ROUNDS},
+                                         {"first-round", required_argument, 0, O_FIRST_ROUND},
                                          {"partition", required_argument, 0, O_PARTITION},
                                          {"seed", required_argument, 0, O_SEED},
                                          {"threads", required_argument, 0, O_THREADS},
@@ -320,6 +324,10 @@ int main(int argc, char **argv)
         case O_ROUNDS:
             bad = parse_u32(optarg, 0, 10000000, &u);
             cfg.rounds = (int)u;
+            break;
+        case O_FIRST_ROUND:
+            bad = parse_u32(optarg, 0, 10000000, &u);
+            cfg.first_round = (int)u;
             break;
         case O_PARTITION:
             bad = frl_part_spec_parse(optarg, &cfg.partition);
@@ -441,6 +449,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "frl-sim: bad --seed '%s' (decimal or 64 hex digits)\n", seed_text);
         return 2;
     }
+    if (cfg.first_round > cfg.rounds) {
+        fprintf(stderr, "frl-sim: --first-round %d is after the last round (--rounds %d)\n", cfg.first_round, cfg.rounds);
+        return 2;
+    }
     if (cfg.policy.mode != FRL_VOTE_POLICY_DOWNWEIGHT)
         cfg.policy.weight_ok = cfg.policy.weight_low = 1;
     if (cfg.policy.weight_low > cfg.policy.weight_ok) {
@@ -514,7 +526,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "frl-sim: cannot set up the simulation: %s\n", frl_strerror(rc));
         goto out;
     }
-    int R = cfg.rounds;
+    int R = cfg.rounds - cfg.first_round; /* rounds this run plays; record r is round first_round + r */
     size_t nr = (size_t)(R > 0 ? R : 1);
     acc = malloc(sizeof(double) * nr);
     losses = malloc(sizeof(double) * nr);
@@ -553,7 +565,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "frl-sim: %s, %u clients (%u malicious, attack %s), %u per round, %d rounds, %d thread%s; shards %u..%u\n",
                 cfg.model, cfg.clients, frl_sim_n_malicious(sim), frl_attack_name(cfg.attack), cfg.per_round, R, cfg.threads,
                 cfg.threads > 1 ? "s" : "", pmin, pmax);
-    struct progress_ctx pc = {t_start, R, 0.0};
+    struct progress_ctx pc = {t_start, cfg.first_round, cfg.rounds, 0.0};
     if (tty)
         frl_sim_set_progress(sim, on_progress, &pc);
     uint64_t images = 0;
@@ -564,7 +576,7 @@ int main(int argc, char **argv)
         if ((rc = frl_sim_round(sim, &rec)) != 0) {
             if (tty)
                 fputc('\n', stderr);
-            fprintf(stderr, "frl-sim: round %d failed: %s\n", r, frl_strerror(rc));
+            fprintf(stderr, "frl-sim: round %d failed: %s\n", cfg.first_round + r, frl_strerror(rc));
             goto out;
         }
         acc[r] = rec.evaluated ? rec.accuracy : NAN;
@@ -591,8 +603,8 @@ int main(int argc, char **argv)
             char eta[32], elb[32];
             fmt_dur(el / (r + 1) * (R - r - 1), eta, sizeof eta);
             fmt_dur(el, elb, sizeof elb);
-            fprintf(stderr, "\rround %d/%d  acc %.4f  mal %u  rejected %u  dropped %u  %.1f s/round  elapsed %s  eta %s   ", r + 1,
-                    R, rec.evaluated ? rec.accuracy : NAN, rec.n_malicious, rec.rejected, rec.dropped,
+            fprintf(stderr, "\rround %d/%d  acc %.4f  mal %u  rejected %u  dropped %u  %.1f s/round  elapsed %s  eta %s   ",
+                    rec.round + 1, cfg.rounds, rec.evaluated ? rec.accuracy : NAN, rec.n_malicious, rec.rejected, rec.dropped,
                     rec.seconds + rec.eval_seconds, elb, eta);
         }
     }

@@ -184,10 +184,10 @@ void frl_sim_destroy(frl_sim_t *sim)
 
 static int check_config(const frl_sim_config_t *c)
 {
-    if (c->clients < 1 || c->per_round < 1 || c->per_round > c->clients || c->rounds < 0 || c->threads < 1 ||
-        c->threads > FRL_SIM_MAX_THREADS || c->eval_every < 1 || !(c->malicious >= 0.0 && c->malicious < 1.0) ||
-        (int)c->attack < 0 || (int)c->attack >= FRL_ATTACK_COUNT || !(c->lr_decay > 0.0) ||
-        !(c->boundary_band > 0.0 && c->boundary_band <= 0.5) || c->train.batch < 1 || c->train.epochs < 0 ||
+    if (c->clients < 1 || c->per_round < 1 || c->per_round > c->clients || c->rounds < 0 || c->first_round < 0 ||
+        c->first_round > c->rounds || c->threads < 1 || c->threads > FRL_SIM_MAX_THREADS || c->eval_every < 1 ||
+        !(c->malicious >= 0.0 && c->malicious < 1.0) || (int)c->attack < 0 || (int)c->attack >= FRL_ATTACK_COUNT ||
+        !(c->lr_decay > 0.0) || !(c->boundary_band > 0.0 && c->boundary_band <= 0.5) || c->train.batch < 1 || c->train.epochs < 0 ||
         (c->sampling != FRL_SIM_SAMPLING_PLAIN && c->sampling != FRL_SIM_SAMPLING_REFERENCE))
         return FRL_EINVAL;
     if (c->trim && 2 * (uint64_t)c->trim >= c->per_round)
@@ -206,7 +206,7 @@ static int check_schedule(const frl_sim_config_t *c)
     if (!tmp)
         return FRL_ENOMEM;
     int rc = 0;
-    for (int r = 0; r < c->rounds && !rc; r++)
+    for (int r = c->first_round; r < c->rounds && !rc; r++)
         if (frl_sim_schedule_check_row(c->schedule + (size_t)r * c->per_round, c->per_round, c->clients, tmp))
             rc = FRL_EINVAL;
     free(tmp);
@@ -325,6 +325,7 @@ int frl_sim_create(const frl_sim_config_t *cfg, const frl_dataset_t *train, cons
         (rc = mask_into(sim, sim->global, sim->mask_global)) != 0)
         goto fail;
     sim->global_version = 1;
+    sim->round = cfg->first_round;
     *out = sim;
     return 0;
 fail:
@@ -928,14 +929,15 @@ int frl_sim_config_json(const frl_sim_config_t *c, char *buf, size_t cap)
         snprintf(part, sizeof part, "?");
     frl_seed_to_hex(c->seed, hex);
     jcat(buf, cap, &len,
-         "{\"model\":\"%s\",\"clients\":%u,\"per_round\":%u,\"rounds\":%d,\"local_epochs\":%d,\"partition\":\"%s\","
+         "{\"model\":\"%s\",\"clients\":%u,\"per_round\":%u,\"rounds\":%d,\"first_round\":%d,\"local_epochs\":%d,\"partition\":\"%"
+         "s\","
          "\"lr\":%.9g,\"lr_decay\":%.9g,\"momentum\":%.9g,\"wd\":%.9g,\"batch\":%d,\"keep\":%.9g,\"rule\":\"%s\","
          "\"seed\":\"%s\",\"threads\":%d,\"eval_every\":%d,\"eval_n\":%u,\"malicious\":%.9g,\"attack\":\"%s\","
          "\"attack_trainers\":%u,\"boundary_band\":%.9g,\"sampling\":\"%s\",\"policy\":\"%s\",\"policy_threshold\":%.9g,"
          "\"policy_rounds\":%u,\"policy_weight_ok\":%u,\"policy_weight_low\":%u,\"trim\":%u,\"schedule\":%s}",
-         c->model, c->clients, c->per_round, c->rounds, c->train.epochs, part, c->train.lr, c->lr_decay, c->train.momentum,
-         c->train.weight_decay, c->train.batch, c->train.keep, frl_mask_rule_name(c->train.rule), hex, c->threads, c->eval_every,
-         c->eval_n, c->malicious, frl_attack_name(c->attack), c->attack_trainers, c->boundary_band,
+         c->model, c->clients, c->per_round, c->rounds, c->first_round, c->train.epochs, part, c->train.lr, c->lr_decay,
+         c->train.momentum, c->train.weight_decay, c->train.batch, c->train.keep, frl_mask_rule_name(c->train.rule), hex,
+         c->threads, c->eval_every, c->eval_n, c->malicious, frl_attack_name(c->attack), c->attack_trainers, c->boundary_band,
          frl_sim_sampling_name(c->sampling), frl_sim_policy_name(c->policy.mode), c->policy.threshold, c->policy.rounds,
          c->policy.weight_ok, c->policy.weight_low, c->trim, c->schedule ? "true" : "false");
     if (len >= cap)

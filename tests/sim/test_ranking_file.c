@@ -1,5 +1,6 @@
-/* Ranking files (sim/frl_sim_ranking_file.h) and starting a simulation from
- * a given global ranking (frl_sim_set_global_ranking). */
+/* Ranking files (sim/frl_sim_ranking_file.h), starting a simulation from a
+ * given global ranking (frl_sim_set_global_ranking), and continuing a run
+ * from its saved ranking (first_round). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -190,6 +191,86 @@ static void test_sim_starts_from_a_loaded_ranking(void **state)
     frl_sim_destroy(b);
 }
 
+/* Round r's record and ranking of a run of `rounds` rounds from
+ * first_round, starting from `start` (NULL: the initial ranking). */
+static void play(const data_t *d, frl_sim_config_t *c, int first_round, int rounds, const uint32_t *start, uint32_t **ranking,
+                 double *last_acc)
+{
+    c->first_round = first_round;
+    c->rounds = rounds;
+    frl_sim_t *sim = NULL;
+    assert_int_equal(frl_sim_create(c, &d->train, &d->test, &sim), 0);
+    if (start)
+        assert_int_equal(frl_sim_set_global_ranking(sim, start, NULL), 0);
+    frl_sim_round_t rec;
+    for (int r = first_round; r < rounds; r++) {
+        assert_int_equal(frl_sim_round(sim, &rec), 0);
+        assert_int_equal(rec.round, r);
+    }
+    assert_int_equal(frl_sim_round(sim, &rec), FRL_ESTATE);
+    *last_acc = rec.accuracy;
+    size_t E = frl_sim_spec(sim)->total_edges;
+    *ranking = malloc(E * sizeof(uint32_t));
+    assert_non_null(*ranking);
+    memcpy(*ranking, frl_sim_global_ranking(sim), E * sizeof(uint32_t));
+    frl_sim_destroy(sim);
+}
+
+/* Three rounds in one run, or two rounds saved to a ranking file and the
+ * third played from it with first_round 2: the same model, bit for bit
+ * (attackers included: every draw follows the round number). */
+static void test_sim_continued_from_its_saved_ranking_ends_where_the_whole_run_ends(void **state)
+{
+    const data_t *d = *state;
+    frl_sim_config_t c;
+    small_config(&c);
+    c.malicious = 0.25;
+    c.attack = FRL_ATTACK_REVERSE;
+    c.attack_trainers = 2;
+    c.sampling = FRL_SIM_SAMPLING_PLAIN;
+    uint32_t *whole = NULL, *half = NULL, *rest = NULL;
+    double acc_whole, acc_half, acc_rest;
+    play(d, &c, 0, 3, NULL, &whole, &acc_whole);
+    play(d, &c, 0, 2, NULL, &half, &acc_half);
+
+    frl_sim_t *probe = NULL;
+    assert_int_equal(frl_sim_create(&c, &d->train, &d->test, &probe), 0);
+    const frl_vote_layout_t *lay = frl_sim_layout(probe);
+    size_t E = lay->total_edges;
+    uint8_t *file = NULL;
+    size_t len = 0;
+    assert_int_equal(frl_sim_ranking_encode(frl_sim_spec(probe)->hash, c.seed, lay, half, &file, &len), 0);
+    uint32_t *loaded = malloc(E * sizeof(uint32_t));
+    assert_non_null(loaded);
+    assert_int_equal(frl_sim_ranking_decode(file, len, frl_sim_spec(probe)->hash, c.seed, lay, loaded, NULL, 0), 0);
+    frl_sim_destroy(probe);
+
+    play(d, &c, 2, 3, loaded, &rest, &acc_rest);
+    assert_memory_not_equal(half, whole, E * sizeof(uint32_t));
+    assert_memory_equal(rest, whole, E * sizeof(uint32_t));
+    free(whole);
+    free(half);
+    free(rest);
+    free(loaded);
+    free(file);
+}
+
+static void test_sim_refuses_a_first_round_after_the_last(void **state)
+{
+    const data_t *d = *state;
+    frl_sim_config_t c;
+    small_config(&c);
+    c.first_round = 3; /* rounds is 2 */
+    frl_sim_t *sim = NULL;
+    assert_int_equal(frl_sim_create(&c, &d->train, &d->test, &sim), FRL_EINVAL);
+    assert_null(sim);
+    c.first_round = 2; /* nothing to play, but valid */
+    assert_int_equal(frl_sim_create(&c, &d->train, &d->test, &sim), 0);
+    frl_sim_round_t rec;
+    assert_int_equal(frl_sim_round(sim, &rec), FRL_ESTATE);
+    frl_sim_destroy(sim);
+}
+
 static void test_sim_refuses_a_ranking_that_is_not_a_permutation(void **state)
 {
     const data_t *d = *state;
@@ -226,6 +307,8 @@ int main(void)
     const struct CMUnitTest sim[] = {
         cmocka_unit_test(test_sim_starts_from_a_loaded_ranking),
         cmocka_unit_test(test_sim_refuses_a_ranking_that_is_not_a_permutation),
+        cmocka_unit_test(test_sim_continued_from_its_saved_ranking_ends_where_the_whole_run_ends),
+        cmocka_unit_test(test_sim_refuses_a_first_round_after_the_last),
     };
     int failed = cmocka_run_group_tests_name("ranking_file", file, NULL, NULL);
     return failed | cmocka_run_group_tests_name("sim_init_ranking", sim, setup, teardown);
