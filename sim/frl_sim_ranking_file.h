@@ -25,6 +25,9 @@
 
 #define FRL_SIM_RANKING_MAGIC "FRLRANK1"
 
+/* Bytes of the ranking file of `layout`. */
+size_t frl_sim_ranking_file_size(const frl_vote_layout_t *layout);
+
 /* Encodes `ranking` (layout->total_edges elements) into a malloc'd *buf.
  * 0, FRL_EINVAL or FRL_ENOMEM. */
 int frl_sim_ranking_encode(const uint8_t spec_hash[32], const uint8_t seed[FRL_SEED_BYTES], const frl_vote_layout_t *layout,

@@ -173,11 +173,16 @@ static int load_ranking(frl_sim_t *sim, const char *path, const uint8_t seed[FRL
     const frl_vote_layout_t *lay = frl_sim_layout(sim);
     uint8_t *buf = NULL;
     size_t len = 0;
-    int rc = frl_file_read_all(path, 64 + 4 * (size_t)FRL_VOTE_MAX_LAYERS + 4 * (size_t)lay->total_edges + 1, &buf, &len);
-    if (rc) {
+    /* One byte more than a good file, so that a longer one is read and
+     * refused by the decoder with its length. */
+    int rc = frl_file_read_all(path, frl_sim_ranking_file_size(lay) + 1, &buf, &len);
+    if (rc == FRL_ETOOBIG)
+        fprintf(stderr, "frl-sim: bad --init-ranking %s: larger than a ranking file of this model (%zu bytes)\n", path,
+                frl_sim_ranking_file_size(lay));
+    else if (rc)
         fprintf(stderr, "frl-sim: cannot read --init-ranking %s: %s\n", path, frl_strerror(rc));
+    if (rc)
         return rc;
-    }
     uint32_t *ranking = malloc(sizeof(uint32_t) * lay->total_edges);
     char err[200] = "out of memory";
     rc = ranking ? frl_sim_ranking_decode(buf, len, frl_sim_spec(sim)->hash, seed, lay, ranking, err, sizeof err) : FRL_ENOMEM;

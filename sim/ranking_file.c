@@ -36,6 +36,11 @@ static int fail(int rc, char *err, size_t cap, const char *fmt, ...)
     return rc;
 }
 
+size_t frl_sim_ranking_file_size(const frl_vote_layout_t *layout)
+{
+    return HEADER_FIXED + 4 * (size_t)layout->n_layers + 4 * (size_t)layout->total_edges;
+}
+
 int frl_sim_ranking_encode(const uint8_t spec_hash[32], const uint8_t seed[FRL_SEED_BYTES], const frl_vote_layout_t *layout,
                            const uint32_t *ranking, uint8_t **buf, size_t *len)
 {
@@ -43,7 +48,7 @@ int frl_sim_ranking_encode(const uint8_t spec_hash[32], const uint8_t seed[FRL_S
         layout->n_layers > FRL_VOTE_MAX_LAYERS)
         return FRL_EINVAL;
     size_t head = HEADER_FIXED + 4 * (size_t)layout->n_layers;
-    size_t n = head + 4 * (size_t)layout->total_edges;
+    size_t n = frl_sim_ranking_file_size(layout);
     uint8_t *b = malloc(n);
     if (!b)
         return FRL_ENOMEM;

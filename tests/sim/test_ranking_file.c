@@ -38,6 +38,7 @@ static void test_encode_writes_the_documented_bytes(void **state)
     size_t len = 0;
     assert_int_equal(frl_sim_ranking_encode(hash, seed, &lay, TINY_RANKING, &buf, &len), 0);
     assert_int_equal(len, 8 + 32 + 32 + 4 + 2 * 4 + 5 * 4);
+    assert_int_equal(frl_sim_ranking_file_size(&lay), len);
     assert_memory_equal(buf, "FRLRANK1", 8);
     assert_memory_equal(buf + 8, hash, 32);
     assert_memory_equal(buf + 40, seed, 32);
