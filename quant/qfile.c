@@ -9,32 +9,12 @@
 
 #include "common/frl_error.h"
 #include "common/frl_file.h"
+#include "common/frl_le.h"
 
 #define HDR_FIXED 132
 #define PER_LAYER 16
 #define SUM_BYTES 32
 #define MAX_FILE ((size_t)1 << 30)
-
-static void put32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static void put64(uint8_t *p, uint64_t v)
-{
-    put32(p, (uint32_t)v);
-    put32(p + 4, (uint32_t)(v >> 32));
-}
-static uint64_t get64(const uint8_t *p)
-{
-    return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
-}
 
 static size_t file_size(const frl_model_spec_t *s)
 {
@@ -58,27 +38,27 @@ int frl_qmodel_to_bytes(const frl_qmodel_t *m, uint8_t **buf, size_t *len)
     if (!b)
         return FRL_ENOMEM;
     memcpy(b, FRL_QMODEL_MAGIC, 8);
-    put32(b + 8, FRL_QMODEL_VERSION);
-    put32(b + 12, (uint32_t)z);
+    frl_put_le32(b + 8, FRL_QMODEL_VERSION);
+    frl_put_le32(b + 12, (uint32_t)z);
     memcpy(b + 16, s->name, FRL_MODEL_NAME_MAX);
     memcpy(b + 32, s->hash, 32);
     memcpy(b + 64, m->seed, FRL_SEED_BYTES);
     uint64_t kb;
     memcpy(&kb, &m->keep, 8);
-    put64(b + 96, kb);
-    put32(b + 104, (uint32_t)m->rule);
-    put32(b + 108, FRL_QROUND_SINGLE_UP);
-    put32(b + 112, (uint32_t)m->zin);
-    put32(b + 116, (uint32_t)s->in_c);
-    put32(b + 120, (uint32_t)s->in_h);
-    put32(b + 124, (uint32_t)s->in_w);
-    put32(b + 128, (uint32_t)s->n_layers);
+    frl_put_le64(b + 96, kb);
+    frl_put_le32(b + 104, (uint32_t)m->rule);
+    frl_put_le32(b + 108, FRL_QROUND_SINGLE_UP);
+    frl_put_le32(b + 112, (uint32_t)m->zin);
+    frl_put_le32(b + 116, (uint32_t)s->in_c);
+    frl_put_le32(b + 120, (uint32_t)s->in_h);
+    frl_put_le32(b + 124, (uint32_t)s->in_w);
+    frl_put_le32(b + 128, (uint32_t)s->n_layers);
     uint8_t *p = b + HDR_FIXED;
     for (int l = 0; l < s->n_layers; l++, p += PER_LAYER) {
-        put32(p, s->layers[l].n_edges);
-        put32(p + 4, m->kept[l]);
-        put32(p + 8, (uint32_t)m->L[l].rq.m0);
-        put32(p + 12, (uint32_t)m->L[l].rq.shift);
+        frl_put_le32(p, s->layers[l].n_edges);
+        frl_put_le32(p + 4, m->kept[l]);
+        frl_put_le32(p + 8, (uint32_t)m->L[l].rq.m0);
+        frl_put_le32(p + 12, (uint32_t)m->L[l].rq.shift);
     }
     for (int l = 0; l < s->n_layers; l++) {
         size_t nb = ((size_t)s->layers[l].n_edges + 7) / 8;
@@ -112,9 +92,9 @@ int frl_qmodel_from_bytes(const uint8_t *b, size_t len, const frl_model_spec_t *
         return FRL_EFORMAT;
     if (len < 16)
         return FRL_ETRUNC;
-    if (get32(b + 8) != FRL_QMODEL_VERSION)
+    if (frl_get_le32(b + 8) != FRL_QMODEL_VERSION)
         return FRL_EUNSUPPORTED;
-    size_t stated = get32(b + 12);
+    size_t stated = frl_get_le32(b + 12);
     if (stated < HDR_FIXED + SUM_BYTES)
         return FRL_EFORMAT;
     if (len < stated)
@@ -131,7 +111,7 @@ int frl_qmodel_from_bytes(const uint8_t *b, size_t len, const frl_model_spec_t *
     memcpy(name, b + 16, FRL_MODEL_NAME_MAX);
     name[FRL_MODEL_NAME_MAX] = 0;
     frl_model_spec_t spec;
-    uint32_t in_c = get32(b + 116), in_h = get32(b + 120), in_w = get32(b + 124);
+    uint32_t in_c = frl_get_le32(b + 116), in_h = frl_get_le32(b + 120), in_w = frl_get_le32(b + 124);
     if (in_c > 4096 || in_h > 4096 || in_w > 4096)
         return FRL_EFORMAT;
     if (frl_model_spec_build(name, (int)in_c, (int)in_h, (int)in_w, 0, &spec) != 0)
@@ -145,17 +125,17 @@ int frl_qmodel_from_bytes(const uint8_t *b, size_t len, const frl_model_spec_t *
         return FRL_EMISMATCH;
     if (expect && memcmp(expect->hash, spec.hash, 32) != 0)
         return FRL_EMISMATCH;
-    if ((int)get32(b + 128) != spec.n_layers || stated != file_size(&spec))
+    if ((int)frl_get_le32(b + 128) != spec.n_layers || stated != file_size(&spec))
         return FRL_EFORMAT;
-    uint64_t kb = get64(b + 96);
+    uint64_t kb = frl_get_le64(b + 96);
     double keep;
     memcpy(&keep, &kb, 8);
-    uint32_t rule = get32(b + 104);
+    uint32_t rule = frl_get_le32(b + 104);
     if (!(keep > 0.0 && keep <= 1.0) || rule > 1)
         return FRL_EFORMAT;
-    if (get32(b + 108) != FRL_QROUND_SINGLE_UP)
+    if (frl_get_le32(b + 108) != FRL_QROUND_SINGLE_UP)
         return FRL_EUNSUPPORTED;
-    int32_t zin = (int32_t)get32(b + 112);
+    int32_t zin = (int32_t)frl_get_le32(b + 112);
     if (zin < 0 || zin > 255)
         return FRL_EFORMAT;
     const uint8_t *p = b + HDR_FIXED;
@@ -163,9 +143,9 @@ int frl_qmodel_from_bytes(const uint8_t *b, size_t len, const frl_model_spec_t *
     const uint8_t *mp = p + (size_t)spec.n_layers * PER_LAYER;
     frl_requant_t rq[FRL_MAX_LAYERS];
     for (int l = 0; l < spec.n_layers; l++, p += PER_LAYER) {
-        uint32_t n = get32(p), kept = get32(p + 4);
-        rq[l].m0 = (int32_t)get32(p + 8);
-        rq[l].shift = (int32_t)get32(p + 12);
+        uint32_t n = frl_get_le32(p), kept = frl_get_le32(p + 4);
+        rq[l].m0 = (int32_t)frl_get_le32(p + 8);
+        rq[l].shift = (int32_t)frl_get_le32(p + 12);
         if (n != spec.layers[l].n_edges || frl_requant_check(rq[l]) || kept != n - frl_mask_dropped(n, keep))
             return FRL_EFORMAT;
         bits[l] = mp;

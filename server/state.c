@@ -9,6 +9,7 @@
 
 #include "common/frl_error.h"
 #include "common/frl_file.h"
+#include "common/frl_le.h"
 #include "proto/frl_rankpack.h"
 
 /* ---------------------------------------------------------------------------
@@ -96,19 +97,6 @@ int frl_registry_get(frl_registry_t *r, const char *id, uint32_t *idx)
     return 0;
 }
 
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 int frl_registry_encode(const frl_registry_t *r, uint8_t **buf, size_t *len)
 {
     size_t n = 4;
@@ -118,7 +106,7 @@ int frl_registry_encode(const frl_registry_t *r, uint8_t **buf, size_t *len)
     if (!b)
         return FRL_ENOMEM;
     uint8_t *p = b;
-    put_u32(p, r->n);
+    frl_put_le32(p, r->n);
     p += 4;
     for (uint32_t i = 0; i < r->n; i++) {
         const frl_reg_entry_t *e = &r->e[i];
@@ -126,10 +114,10 @@ int frl_registry_encode(const frl_registry_t *r, uint8_t **buf, size_t *len)
         *p++ = (uint8_t)l;
         memcpy(p, e->id, l);
         p += l;
-        put_u32(p, e->selected);
-        put_u32(p + 4, e->accepted);
-        put_u32(p + 8, e->rejected);
-        put_u32(p + 12, e->last_round);
+        frl_put_le32(p, e->selected);
+        frl_put_le32(p + 4, e->accepted);
+        frl_put_le32(p + 8, e->rejected);
+        frl_put_le32(p + 12, e->last_round);
         p += 16;
     }
     *buf = b;
@@ -212,8 +200,8 @@ void frl_server_config_hash(const char *model, const uint8_t spec_hash[32], doub
     char spec_hex[65], seed_hex[65], text[512];
     to_hex(spec_hash, 32, spec_hex);
     to_hex(seed, FRL_SEED_BYTES, seed_hex);
-    int n = snprintf(text, sizeof text, "frl-server state v1\nmodel=%s\nspec=%s\nkeep=%.17g\nrule=%s\nseed=%s\n", model,
-                     spec_hex, keep, rule, seed_hex);
+    int n = snprintf(text, sizeof text, "frl-server state v1\nmodel=%s\nspec=%s\nkeep=%.17g\nrule=%s\nseed=%s\n", model, spec_hex,
+                     keep, rule, seed_hex);
     crypto_generichash(out, 32, (const uint8_t *)text, (size_t)n, NULL, 0);
     sodium_memzero(text, sizeof text);
     sodium_memzero(seed_hex, sizeof seed_hex);
@@ -237,17 +225,17 @@ int frl_state_encode(const frl_state_t *st, const uint8_t *reg_blob, size_t reg_
     if (!b)
         return FRL_ENOMEM;
     memcpy(b, FRL_STATE_MAGIC, 8);
-    put_u32(b + 8, FRL_STATE_VERSION);
-    put_u32(b + 12, st->rounds_done);
-    put_u32(b + 16, st->total_rounds);
+    frl_put_le32(b + 8, FRL_STATE_VERSION);
+    frl_put_le32(b + 12, st->rounds_done);
+    frl_put_le32(b + 16, st->total_rounds);
     memcpy(b + 20, st->model, strnlen(st->model, 16));
     memcpy(b + 36, st->spec_hash, 32);
     memcpy(b + 68, st->seed, 32);
     memcpy(b + 100, st->config_hash, 32);
-    put_u32(b + 132, (uint32_t)st->n_layers);
+    frl_put_le32(b + 132, (uint32_t)st->n_layers);
     uint8_t *p = b + HDR_FIXED;
     for (int l = 0; l < st->n_layers; l++, p += 4)
-        put_u32(p, st->n_edges[l]);
+        frl_put_le32(p, st->n_edges[l]);
     const uint32_t *rk = st->ranking;
     for (int l = 0; l < st->n_layers; l++) {
         size_t sz = frl_rank_packed_size(st->n_edges[l]), got = 0;
@@ -283,21 +271,21 @@ int frl_state_decode(const uint8_t *buf, size_t len, frl_state_t *st, frl_regist
         return FRL_ETRUNC;
     if (memcmp(buf, FRL_STATE_MAGIC, 8) != 0)
         return FRL_EFORMAT;
-    if (get_u32(buf + 8) != FRL_STATE_VERSION)
+    if (frl_get_le32(buf + 8) != FRL_STATE_VERSION)
         return FRL_EUNSUPPORTED;
     uint8_t sum[crypto_generichash_BYTES];
     size_t body = len - crypto_generichash_BYTES;
     crypto_generichash(sum, sizeof sum, buf, body, NULL, 0);
     if (sodium_memcmp(sum, buf + body, sizeof sum) != 0)
         return FRL_ECHECKSUM;
-    st->rounds_done = get_u32(buf + 12);
-    st->total_rounds = get_u32(buf + 16);
+    st->rounds_done = frl_get_le32(buf + 12);
+    st->total_rounds = frl_get_le32(buf + 16);
     memcpy(st->model, buf + 20, 16);
     st->model[15] = '\0';
     memcpy(st->spec_hash, buf + 36, 32);
     memcpy(st->seed, buf + 68, 32);
     memcpy(st->config_hash, buf + 100, 32);
-    uint32_t nl = get_u32(buf + 132);
+    uint32_t nl = frl_get_le32(buf + 132);
     if (nl < 1 || nl > FRL_STATE_MAX_LAYERS)
         return FRL_EFORMAT;
     st->n_layers = (int)nl;
@@ -306,7 +294,7 @@ int frl_state_decode(const uint8_t *buf, size_t len, frl_state_t *st, frl_regist
         return FRL_ETRUNC;
     uint32_t max_n = 0;
     for (uint32_t l = 0; l < nl; l++) {
-        st->n_edges[l] = get_u32(buf + pos + 4 * l);
+        st->n_edges[l] = frl_get_le32(buf + pos + 4 * l);
         if (st->n_edges[l] == 0 || st->n_edges[l] > FRL_RANK_MAX_EDGES)
             return FRL_EFORMAT;
         st->total_edges += st->n_edges[l];
@@ -347,7 +335,7 @@ int frl_state_decode(const uint8_t *buf, size_t len, frl_state_t *st, frl_regist
     rc = FRL_ETRUNC;
     if (body < pos + 4)
         goto fail;
-    uint32_t nc = get_u32(buf + pos);
+    uint32_t nc = frl_get_le32(buf + pos);
     pos += 4;
     for (uint32_t i = 0; i < nc; i++) {
         rc = FRL_ETRUNC;
@@ -371,10 +359,10 @@ int frl_state_decode(const uint8_t *buf, size_t len, frl_state_t *st, frl_regist
             if (rc)
                 goto fail;
             frl_reg_entry_t *e = &reg->e[idx];
-            e->selected = get_u32(buf + pos);
-            e->accepted = get_u32(buf + pos + 4);
-            e->rejected = get_u32(buf + pos + 8);
-            e->last_round = get_u32(buf + pos + 12);
+            e->selected = frl_get_le32(buf + pos);
+            e->accepted = frl_get_le32(buf + pos + 4);
+            e->rejected = frl_get_le32(buf + pos + 8);
+            e->last_round = frl_get_le32(buf + pos + 12);
         }
         pos += 16;
     }

@@ -7,23 +7,11 @@
 #include <string.h>
 
 #include "common/frl_error.h"
+#include "common/frl_le.h"
 #include "sim/frl_sim_ranking_file.h"
 
 #define MAGIC_LEN 8
 #define HEADER_FIXED (MAGIC_LEN + 32 + FRL_SEED_BYTES + 4)
-
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
 
 static int fail(int rc, char *err, size_t cap, const char *fmt, ...)
 {
@@ -55,11 +43,11 @@ int frl_sim_ranking_encode(const uint8_t spec_hash[32], const uint8_t seed[FRL_S
     memcpy(b, FRL_SIM_RANKING_MAGIC, MAGIC_LEN);
     memcpy(b + MAGIC_LEN, spec_hash, 32);
     memcpy(b + MAGIC_LEN + 32, seed, FRL_SEED_BYTES);
-    put_u32(b + MAGIC_LEN + 32 + FRL_SEED_BYTES, (uint32_t)layout->n_layers);
+    frl_put_le32(b + MAGIC_LEN + 32 + FRL_SEED_BYTES, (uint32_t)layout->n_layers);
     for (int l = 0; l < layout->n_layers; l++)
-        put_u32(b + HEADER_FIXED + 4 * (size_t)l, layout->n_edges[l]);
+        frl_put_le32(b + HEADER_FIXED + 4 * (size_t)l, layout->n_edges[l]);
     for (uint64_t i = 0; i < layout->total_edges; i++)
-        put_u32(b + head + 4 * i, ranking[i]);
+        frl_put_le32(b + head + 4 * i, ranking[i]);
     *buf = b;
     *len = n;
     return 0;
@@ -78,14 +66,14 @@ int frl_sim_ranking_decode(const uint8_t *buf, size_t len, const uint8_t spec_ha
         return fail(FRL_EMISMATCH, err, errcap, "made for another model");
     if (memcmp(buf + MAGIC_LEN + 32, seed, FRL_SEED_BYTES) != 0)
         return fail(FRL_EMISMATCH, err, errcap, "made on the network of another seed");
-    uint32_t n_layers = get_u32(buf + MAGIC_LEN + 32 + FRL_SEED_BYTES);
+    uint32_t n_layers = frl_get_le32(buf + MAGIC_LEN + 32 + FRL_SEED_BYTES);
     if (n_layers != (uint32_t)layout->n_layers)
         return fail(FRL_EMISMATCH, err, errcap, "%u layers, the model has %d", n_layers, layout->n_layers);
     size_t head = HEADER_FIXED + 4 * (size_t)n_layers;
     if (len < head)
         return fail(FRL_ETRUNC, err, errcap, "truncated header (%zu bytes)", len);
     for (uint32_t l = 0; l < n_layers; l++) {
-        uint32_t e = get_u32(buf + HEADER_FIXED + 4 * (size_t)l);
+        uint32_t e = frl_get_le32(buf + HEADER_FIXED + 4 * (size_t)l);
         if (e != layout->n_edges[l])
             return fail(FRL_EMISMATCH, err, errcap, "layer %u has %u edges, the model's has %u", l, e, layout->n_edges[l]);
     }
@@ -95,7 +83,7 @@ int frl_sim_ranking_decode(const uint8_t *buf, size_t len, const uint8_t spec_ha
     if (len > want)
         return fail(FRL_ETOOBIG, err, errcap, "%zu bytes after the ranking", len - want);
     for (uint64_t i = 0; i < layout->total_edges; i++)
-        ranking[i] = get_u32(buf + head + 4 * i);
+        ranking[i] = frl_get_le32(buf + head + 4 * i);
     void *scratch = malloc(frl_vote_validate_scratch_size(layout));
     if (!scratch)
         return FRL_ENOMEM;
