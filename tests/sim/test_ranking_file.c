@@ -28,6 +28,15 @@ static void tiny(frl_vote_layout_t *lay, uint8_t hash[32], uint8_t seed[FRL_SEED
 
 static const uint32_t TINY_RANKING[] = {2, 0, 1, 1, 0};
 
+static uint8_t *tiny_file(size_t *len)
+{
+    frl_vote_layout_t lay;
+    uint8_t hash[32], seed[FRL_SEED_BYTES], *buf = NULL;
+    tiny(&lay, hash, seed);
+    assert_int_equal(frl_sim_ranking_encode(hash, seed, &lay, TINY_RANKING, &buf, len), 0);
+    return buf;
+}
+
 static void test_encode_writes_the_documented_bytes(void **state)
 {
     (void)state;
@@ -55,9 +64,8 @@ static void test_decode_returns_what_encode_wrote(void **state)
     frl_vote_layout_t lay;
     uint8_t hash[32], seed[FRL_SEED_BYTES];
     tiny(&lay, hash, seed);
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    assert_int_equal(frl_sim_ranking_encode(hash, seed, &lay, TINY_RANKING, &buf, &len), 0);
+    size_t len;
+    uint8_t *buf = tiny_file(&len);
     uint32_t got[5] = {0};
     assert_int_equal(frl_sim_ranking_decode(buf, len, hash, seed, &lay, got, NULL, 0), 0);
     assert_memory_equal(got, TINY_RANKING, sizeof got);
@@ -75,15 +83,6 @@ static void expect_decode_error(const uint8_t *buf, size_t len, int rc, const ch
     assert_int_equal(frl_sim_ranking_decode(buf, len, hash, seed, &lay, got, err, sizeof err), rc);
     if (!strstr(err, want))
         fail_msg("error '%s' does not contain '%s'", err, want);
-}
-
-static uint8_t *tiny_file(size_t *len)
-{
-    frl_vote_layout_t lay;
-    uint8_t hash[32], seed[FRL_SEED_BYTES], *buf = NULL;
-    tiny(&lay, hash, seed);
-    assert_int_equal(frl_sim_ranking_encode(hash, seed, &lay, TINY_RANKING, &buf, len), 0);
-    return buf;
 }
 
 static void test_decode_rejects_every_truncation(void **state)
