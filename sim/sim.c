@@ -929,12 +929,12 @@ int frl_sim_config_json(const frl_sim_config_t *c, char *buf, size_t cap)
         snprintf(part, sizeof part, "?");
     frl_seed_to_hex(c->seed, hex);
     jcat(buf, cap, &len,
-         "{\"model\":\"%s\",\"clients\":%u,\"per_round\":%u,\"rounds\":%d,\"first_round\":%d,\"local_epochs\":%d,\"partition\":\"%"
-         "s\","
-         "\"lr\":%.9g,\"lr_decay\":%.9g,\"momentum\":%.9g,\"wd\":%.9g,\"batch\":%d,\"keep\":%.9g,\"rule\":\"%s\","
-         "\"seed\":\"%s\",\"threads\":%d,\"eval_every\":%d,\"eval_n\":%u,\"malicious\":%.9g,\"attack\":\"%s\","
-         "\"attack_trainers\":%u,\"boundary_band\":%.9g,\"sampling\":\"%s\",\"policy\":\"%s\",\"policy_threshold\":%.9g,"
-         "\"policy_rounds\":%u,\"policy_weight_ok\":%u,\"policy_weight_low\":%u,\"trim\":%u,\"schedule\":%s}",
+         "{\"model\":\"%s\",\"clients\":%u,\"per_round\":%u,\"rounds\":%d,\"first_round\":%d,\"local_epochs\":%d,"
+         "\"partition\":\"%s\",\"lr\":%.9g,\"lr_decay\":%.9g,\"momentum\":%.9g,\"wd\":%.9g,\"batch\":%d,"
+         "\"keep\":%.9g,\"rule\":\"%s\",\"seed\":\"%s\",\"threads\":%d,\"eval_every\":%d,\"eval_n\":%u,"
+         "\"malicious\":%.9g,\"attack\":\"%s\",\"attack_trainers\":%u,\"boundary_band\":%.9g,\"sampling\":\"%s\","
+         "\"policy\":\"%s\",\"policy_threshold\":%.9g,\"policy_rounds\":%u,\"policy_weight_ok\":%u,"
+         "\"policy_weight_low\":%u,\"trim\":%u,\"schedule\":%s}",
          c->model, c->clients, c->per_round, c->rounds, c->first_round, c->train.epochs, part, c->train.lr, c->lr_decay,
          c->train.momentum, c->train.weight_decay, c->train.batch, c->train.keep, frl_mask_rule_name(c->train.rule), hex,
          c->threads, c->eval_every, c->eval_n, c->malicious, frl_attack_name(c->attack), c->attack_trainers, c->boundary_band,

@@ -76,7 +76,9 @@ PATCHES = [
 ''',
      '''    global_scores = {name: m.scores.detach().reshape(-1).clone() for name, m in model.masked_layers()}
     if args.init_ranking:
-        for name, order in _frl_ranking(args.init_ranking, n_edges).items():
+        if not args.frl_init:
+            sys.exit("--init_ranking needs --frl_init: an frl ranking means something only on frl's network")
+        for name, order in _frl_ranking(args.init_ranking, n_edges, fseed).items():
             global_scores[name] = torch.empty_like(sorted_init[name])
             global_scores[name][order] = sorted_init[name]
         load_global(model, global_scores)
@@ -125,12 +127,14 @@ def _frl_schedule(path):
     return rounds
 
 
-def _frl_ranking(path, n_edges):
-    """A frl-sim ranking file (sim/frl_sim_ranking_file.h): per layer, the
-    edge indices in ascending order of score."""
+def _frl_ranking(path, n_edges, fseed):
+    """A frl-sim ranking file (sim/frl_sim_ranking_file.h) made on the network
+    of fseed: per layer, the edge indices in ascending order of score."""
     raw = open(path, "rb").read()
-    if raw[:8] != b"FRLRANK1":
+    if raw[:8] != b"FRLRANK1" or len(raw) < 76:
         sys.exit("--init_ranking %%s: not a ranking file" %% path)
+    if raw[40:72] != fseed:
+        sys.exit("--init_ranking %%s: made on the network of another seed" %% path)
     nl = struct.unpack_from("<I", raw, 72)[0]
     lens = struct.unpack_from("<%%dI" %% nl, raw, 76)
     if list(lens) != list(n_edges.values()):
