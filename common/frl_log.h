@@ -24,6 +24,10 @@ int frl_log_parse_level(const char *s, frl_log_level *out);
 
 /* Logs `event` with the key=value pairs of `fmt`. */
 void frl_log(frl_log_level level, const char *event, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Appends src[0..len) to dst (capacity cap, *n bytes used), escaped for the
+ * inside of a JSON string ('"', '\\' and control characters); stops short
+ * rather than overflow (6 * len + 8 bytes of capacity always suffice). */
+void frl_json_append(char *dst, size_t cap, size_t *n, const char *src, size_t len);
 
 #define FRL_LOG_D(ev, ...) frl_log(FRL_LOG_DEBUG, ev, __VA_ARGS__)
 #define FRL_LOG_I(ev, ...) frl_log(FRL_LOG_INFO, ev, __VA_ARGS__)

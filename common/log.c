@@ -44,8 +44,7 @@ int frl_log_parse_level(const char *s, frl_log_level *out)
     return FRL_EINVAL;
 }
 
-/* Appends `src` to `dst` (capacity `cap`, used `*n`), escaping for JSON. */
-static void json_append(char *dst, size_t cap, size_t *n, const char *src, size_t len)
+void frl_json_append(char *dst, size_t cap, size_t *n, const char *src, size_t len)
 {
     for (size_t i = 0; i < len && *n + 7 < cap; i++) {
         unsigned char c = (unsigned char)src[i];
@@ -101,11 +100,11 @@ static void kv_to_json(const char *kv, char *dst, size_t cap, size_t *n)
             return;
         dst[(*n)++] = ',';
         dst[(*n)++] = '"';
-        json_append(dst, cap, n, key, (size_t)(kend - key));
+        frl_json_append(dst, cap, n, key, (size_t)(kend - key));
         dst[(*n)++] = '"';
         dst[(*n)++] = ':';
         dst[(*n)++] = '"';
-        json_append(dst, cap, n, val, vlen);
+        frl_json_append(dst, cap, n, val, vlen);
         if (*n + 2 < cap)
             dst[(*n)++] = '"';
     }
@@ -126,14 +125,14 @@ void frl_log(frl_log_level level, const char *event, const char *fmt, ...)
     struct tm tm;
     gmtime_r(&ts.tv_sec, &tm);
     char tbuf[64];
-    snprintf(tbuf, sizeof tbuf, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-             tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000L);
+    snprintf(tbuf, sizeof tbuf, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+             tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000L);
 
     char line[4608];
     size_t n = 0;
     if (g_format == FRL_LOG_JSON) {
         n = (size_t)snprintf(line, sizeof line, "{\"ts\":\"%s\",\"level\":\"%s\",\"event\":\"", tbuf, level_names[level]);
-        json_append(line, sizeof line, &n, event, strlen(event));
+        frl_json_append(line, sizeof line, &n, event, strlen(event));
         line[n++] = '"';
         kv_to_json(fields, line, sizeof line - 3, &n);
         line[n++] = '}';

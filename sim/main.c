@@ -151,21 +151,6 @@ static int write_partition(const char *path, const frl_partition_t *p)
     return rc;
 }
 
-/* A JSON string literal of s (a path from the command line). */
-static void json_string(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            fprintf(f, "\\%c", *p);
-        else if (*p < 0x20)
-            fprintf(f, "\\u%04x", *p);
-        else
-            fputc(*p, f);
-    }
-    fputc('"', f);
-}
-
 /* --init-ranking: a ranking file for this model and seed; every error is
  * printed with the file's name. */
 static int load_ranking(frl_sim_t *sim, const char *path, const uint8_t seed[FRL_SEED_BYTES])
@@ -654,8 +639,17 @@ int main(int argc, char **argv)
         frl_sim_config_json(&cfg, cj, sizeof cj);
         fprintf(m, "{\"config\":%s", cj);
         if (init_ranking) {
-            fprintf(m, ",\"init_ranking\":");
-            json_string(m, init_ranking);
+            size_t cap = 6 * strlen(init_ranking) + 8, n = 0;
+            char *esc = malloc(cap);
+            if (!esc) {
+                fclose(m);
+                free(buf);
+                fprintf(stderr, "frl-sim: out of memory\n");
+                goto out;
+            }
+            frl_json_append(esc, cap, &n, init_ranking, strlen(init_ranking));
+            fprintf(m, ",\"init_ranking\":\"%.*s\"", (int)n, esc);
+            free(esc);
         }
         fprintf(m, ",\"n_malicious_clients\":%u,\"shard_min\":%u,\"shard_max\":%u", frl_sim_n_malicious(sim), pmin, pmax);
         fprintf(m, ",\"train_examples\":%u,\"test_examples\":%u", train.n, test.n);

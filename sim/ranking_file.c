@@ -13,6 +13,7 @@
 #define MAGIC_LEN 8
 #define HEADER_FIXED (MAGIC_LEN + 32 + FRL_SEED_BYTES + 4)
 
+static int fail(int rc, char *err, size_t cap, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 static int fail(int rc, char *err, size_t cap, const char *fmt, ...)
 {
     if (err && cap) {
