@@ -79,6 +79,11 @@ typedef struct frl_sim_config_s {
     frl_sim_sampling sampling;       /* FRL_SIM_SAMPLING_REFERENCE */
     frl_vote_policy_config_t policy; /* mode OFF */
     uint32_t trim;                   /* trimmed vote: drop trim highest and lowest positions per edge; 0 = plain vote */
+    /* With batch_seed_set, local training's batch orders (honest clients'
+     * and colluders') come from batch_seed instead of seed: the same
+     * network, data, clients and colluders, trained in other orders. */
+    int batch_seed_set;
+    uint8_t batch_seed[FRL_SEED_BYTES];
     /* Sampling schedule (NULL = draw): round r's clients are
      * schedule[r * per_round .. + per_round), distinct ids < clients, for
      * r < schedule_rounds >= rounds. Borrowed: it must outlive the

@@ -34,6 +34,8 @@ static void usage(FILE *f)
             "  --rounds N              rounds (20)\n"
             "  --partition SPEC        iid | dirichlet[:A] | shards[:K] (dirichlet:1.0)\n"
             "  --seed S                decimal or 64 hex digits (0)\n"
+            "  --batch-seed S          seed of local training's batch orders only (default: --seed): the same\n"
+            "                          network, data and clients, trained in other orders\n"
             "  --threads N             worker threads, parallel across clients (1)\n"
             "local training:\n"
             "  --local-epochs N        (1)\n"
@@ -212,6 +214,7 @@ int main(int argc, char **argv)
         O_FIRST_ROUND,
         O_PARTITION,
         O_SEED,
+        O_BATCH_SEED,
         O_THREADS,
         O_EPOCHS,
         O_LR,
@@ -254,6 +257,7 @@ int main(int argc, char **argv)
                                          {"first-round", required_argument, 0, O_FIRST_ROUND},
                                          {"partition", required_argument, 0, O_PARTITION},
                                          {"seed", required_argument, 0, O_SEED},
+                                         {"batch-seed", required_argument, 0, O_BATCH_SEED},
                                          {"threads", required_argument, 0, O_THREADS},
                                          {"local-epochs", required_argument, 0, O_EPOCHS},
                                          {"lr", required_argument, 0, O_LR},
@@ -324,6 +328,10 @@ int main(int argc, char **argv)
             break;
         case O_SEED:
             seed_text = optarg;
+            break;
+        case O_BATCH_SEED:
+            bad = frl_seed_parse(optarg, cfg.batch_seed) != 0;
+            cfg.batch_seed_set = 1;
             break;
         case O_THREADS:
             bad = parse_u32(optarg, 1, FRL_SIM_MAX_THREADS, &u);

@@ -29,6 +29,8 @@ void frl_sim_config_default(frl_sim_config_t *cfg)
     frl_train_cfg_default(&cfg->train);
     cfg->lr_decay = 0.999;
     frl_seed_from_u64(0, cfg->seed);
+    cfg->batch_seed_set = 0;
+    memset(cfg->batch_seed, 0, sizeof cfg->batch_seed);
     cfg->threads = 1;
     cfg->eval_every = 1;
     cfg->eval_n = 0;
@@ -389,7 +391,8 @@ static void run_task(frl_sim_t *sim, int w, task_t *t)
         frl_train_cfg_t c = sim->cfg.train;
         c.lr = frl_train_round_lr(sim->cfg.train.lr, sim->cfg.lr_decay, sim->round);
         frl_rng_t rng;
-        frl_rng_init(&rng, sim->cfg.seed, FRL_STREAM_SHUFFLE, t->client, (uint32_t)sim->round);
+        frl_rng_init(&rng, sim->cfg.batch_seed_set ? sim->cfg.batch_seed : sim->cfg.seed, FRL_STREAM_SHUFFLE, t->client,
+                     (uint32_t)sim->round);
         sim->tr_version[w] = 0;
         t->rc = frl_trainer_set_ranking(tr, sim->global);
         if (!t->rc)
@@ -924,19 +927,24 @@ int frl_sim_round_json(const frl_sim_round_t *r, int with_timing, char *buf, siz
 int frl_sim_config_json(const frl_sim_config_t *c, char *buf, size_t cap)
 {
     size_t len = 0;
-    char part[64], hex[65];
+    char part[64], hex[65], bhex[65], bjson[68] = "null";
     if (frl_part_spec_format(&c->partition, part, sizeof part))
         snprintf(part, sizeof part, "?");
     frl_seed_to_hex(c->seed, hex);
+    if (c->batch_seed_set) {
+        frl_seed_to_hex(c->batch_seed, bhex);
+        snprintf(bjson, sizeof bjson, "\"%s\"", bhex);
+    }
     jcat(buf, cap, &len,
          "{\"model\":\"%s\",\"clients\":%u,\"per_round\":%u,\"rounds\":%d,\"first_round\":%d,\"local_epochs\":%d,"
          "\"partition\":\"%s\",\"lr\":%.9g,\"lr_decay\":%.9g,\"momentum\":%.9g,\"wd\":%.9g,\"batch\":%d,"
-         "\"keep\":%.9g,\"rule\":\"%s\",\"seed\":\"%s\",\"threads\":%d,\"eval_every\":%d,\"eval_n\":%u,"
+         "\"keep\":%.9g,\"rule\":\"%s\",\"seed\":\"%s\",\"batch_seed\":%s,"
+         "\"threads\":%d,\"eval_every\":%d,\"eval_n\":%u,"
          "\"malicious\":%.9g,\"attack\":\"%s\",\"attack_trainers\":%u,\"boundary_band\":%.9g,\"sampling\":\"%s\","
          "\"policy\":\"%s\",\"policy_threshold\":%.9g,\"policy_rounds\":%u,\"policy_weight_ok\":%u,"
          "\"policy_weight_low\":%u,\"trim\":%u,\"schedule\":%s}",
          c->model, c->clients, c->per_round, c->rounds, c->first_round, c->train.epochs, part, c->train.lr, c->lr_decay,
-         c->train.momentum, c->train.weight_decay, c->train.batch, c->train.keep, frl_mask_rule_name(c->train.rule), hex,
+         c->train.momentum, c->train.weight_decay, c->train.batch, c->train.keep, frl_mask_rule_name(c->train.rule), hex, bjson,
          c->threads, c->eval_every, c->eval_n, c->malicious, frl_attack_name(c->attack), c->attack_trainers, c->boundary_band,
          frl_sim_sampling_name(c->sampling), frl_sim_policy_name(c->policy.mode), c->policy.threshold, c->policy.rounds,
          c->policy.weight_ok, c->policy.weight_low, c->trim, c->schedule ? "true" : "false");

@@ -106,6 +106,50 @@ static void test_other_seed_differs(void **state)
     free(b);
 }
 
+/* --batch-seed: set to the run's own seed it changes nothing; set to
+ * another it trains the same clients of every round (the same draws) in
+ * other batch orders, so the model differs. */
+static void test_batch_seed_changes_only_the_batch_orders(void **state)
+{
+    const data_t *d = *state;
+    frl_sim_config_t c;
+    small_config(&c);
+    c.malicious = 0.3;
+    c.attack = FRL_ATTACK_REVERSE;
+    uint32_t *r0, *r_same;
+    char *a = run(d, &c, &r0, NULL);
+    c.batch_seed_set = 1;
+    memcpy(c.batch_seed, c.seed, sizeof c.seed);
+    char *b = run(d, &c, &r_same, NULL);
+    assert_string_equal(a, b);
+    frl_model_spec_t spec;
+    frl_model_spec_by_name("mlp", &spec);
+    assert_memory_equal(r0, r_same, spec.total_edges * 4);
+
+    frl_seed_from_u64(7, c.batch_seed);
+    frl_sim_t *s0 = NULL, *s1 = NULL;
+    frl_sim_config_t c0 = c;
+    c0.batch_seed_set = 0;
+    assert_int_equal(frl_sim_create(&c0, &d->train, &d->test, &s0), 0);
+    assert_int_equal(frl_sim_create(&c, &d->train, &d->test, &s1), 0);
+    for (int r = 0; r < c.rounds; r++) {
+        frl_sim_round_t x, y;
+        assert_int_equal(frl_sim_round(s0, &x), 0);
+        assert_int_equal(frl_sim_round(s1, &y), 0);
+        assert_int_equal(x.n_selected, y.n_selected);
+        assert_memory_equal(x.selected, y.selected, x.n_selected * sizeof(uint32_t));
+        assert_int_equal(x.n_malicious, y.n_malicious);
+    }
+    size_t E = spec.total_edges;
+    assert_memory_not_equal(frl_sim_global_ranking(s0), frl_sim_global_ranking(s1), E * sizeof(uint32_t));
+    frl_sim_destroy(s0);
+    frl_sim_destroy(s1);
+    free(a);
+    free(b);
+    free(r0);
+    free(r_same);
+}
+
 /* The reference rule redraws every round where malicious clients are half
  * or more: over many rounds with 45% malicious clients none reaches half,
  * and redraws did happen. Plain sampling does reach half. */
@@ -352,6 +396,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_same_seed_is_identical_with_1_and_2_threads),
         cmocka_unit_test(test_other_seed_differs),
+        cmocka_unit_test(test_batch_seed_changes_only_the_batch_orders),
         cmocka_unit_test(test_reference_sampling_never_lets_malicious_reach_half),
         cmocka_unit_test(test_attack_flips_measure_the_attack_against_the_honest_vote),
         cmocka_unit_test(test_reference_sampling_refuses_impossible_fraction),
