@@ -43,6 +43,7 @@
 #include <stdint.h>
 
 #include "aggregation/frl_vote_robust.h"
+#include "aggregation/frl_vote_round.h"
 #include "attack/frl_attack.h"
 #include "common/frl_rng.h"
 #include "data/frl_idx.h"
@@ -111,12 +112,30 @@ int frl_sim_schedule_check_row(const uint32_t *ids, uint32_t per_round, uint32_t
 int frl_sim_policy_parse(const char *s, frl_vote_policy_mode *out);
 const char *frl_sim_policy_name(frl_vote_policy_mode m);
 
+/* One selected client's part in a round, in the order of `selected`.
+ * `trained` is 0 for an attacker that submitted a forged ranking (reverse,
+ * random, boundary); a labelflip client trains, on flipped labels. The
+ * train_* figures are its local training's (loss and accuracy of the last
+ * epoch); NaN, or 0 images, when it did not train. `vote` is the round
+ * keeper's outcome: code (0 = counted, FRL_EVOTE_DROPPED, ...), agreement
+ * with the previous global ranking and its smallest per-layer value,
+ * weight, policy streak and flag. */
+typedef struct frl_sim_client_s {
+    uint32_t id;
+    int malicious; /* id < frl_sim_n_malicious */
+    int trained;
+    uint64_t train_images;
+    double train_loss, train_accuracy, train_seconds;
+    frl_vote_result_t vote;
+} frl_sim_client_t;
+
 /* Per-round record. Pointers are valid until the next frl_sim_round. */
 typedef struct frl_sim_round_s {
     int round;
     double lr;
     uint32_t n_selected;
     const uint32_t *selected;                      /* ascending client ids */
+    const frl_sim_client_t *clients;               /* n_selected: each selected client's training and vote */
     uint32_t n_malicious;                          /* selected malicious clients */
     uint32_t sample_tries;                         /* draws the sampling rule needed (1 = first; 0 = from the schedule) */
     uint32_t attack_trainings;                     /* colluder trainings this round */
@@ -182,8 +201,9 @@ uint32_t frl_sim_n_malicious(const frl_sim_t *sim);
 /* One JSON object (no newline) for a round record into buf. with_timing 0
  * leaves out every wall/CPU time field, so two runs of the same
  * configuration give byte-identical text. Returns the length, or
- * FRL_ETOOBIG when cap is too small (1024 bytes + 12 per selected client
+ * FRL_ETOOBIG when cap is too small (FRL_SIM_ROUND_JSON_CAP(n_selected)
  * is enough). */
+#define FRL_SIM_ROUND_JSON_CAP(n_selected) (2048 + 320 * (size_t)(n_selected))
 int frl_sim_round_json(const frl_sim_round_t *rec, int with_timing, char *buf, size_t cap);
 
 /* The configuration as a JSON object (no newline). Returns the length or

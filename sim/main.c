@@ -13,6 +13,7 @@
 #include "sim/frl_sim.h"
 #include "sim/frl_sim_ranking_file.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -518,7 +519,7 @@ int main(int argc, char **argv)
     double *acc = NULL, *secs = NULL, *cpus = NULL, *trains = NULL, *votes = NULL, *evals = NULL, *losses = NULL;
     uint32_t *mal = NULL;
     char *line = NULL;
-    size_t line_cap = 4096 + 12 * (size_t)cfg.per_round;
+    size_t line_cap = FRL_SIM_ROUND_JSON_CAP(cfg.per_round);
     double t_start = frl_now_s();
     if ((rc = frl_sim_create(&cfg, &train, &test, &sim)) != 0) {
         fprintf(stderr, "frl-sim: cannot set up the simulation: %s\n", frl_strerror(rc));
@@ -590,10 +591,12 @@ int main(int argc, char **argv)
         train_s_total += rec.train_seconds;
         if (logf) {
             int k = frl_sim_round_json(&rec, !no_timings, line, line_cap);
-            if (k > 0) {
-                fwrite(line, 1, (size_t)k, logf);
-                fputc('\n', logf);
-                fflush(logf);
+            if (k < 0 || fwrite(line, 1, (size_t)k, logf) != (size_t)k || fputc('\n', logf) == EOF || fflush(logf)) {
+                if (tty)
+                    fputc('\n', stderr);
+                fprintf(stderr, "frl-sim: cannot write round %d to %s: %s\n", rec.round, log_path,
+                        k < 0 ? frl_strerror(k) : strerror(errno));
+                goto out;
             }
         }
         if (tty) {
@@ -712,8 +715,10 @@ int main(int argc, char **argv)
                final_acc, final_loss, test.n, last5, best, mean_d(secs, R), mean_d(cpus, R), R);
     status = 0;
 out:
-    if (logf)
-        fclose(logf);
+    if (logf && fclose(logf) && status == 0) {
+        fprintf(stderr, "frl-sim: cannot write %s: %s\n", log_path, strerror(errno));
+        status = 1;
+    }
     free(acc);
     free(losses);
     free(secs);

@@ -84,6 +84,7 @@ typedef enum { TASK_TRAIN = 0, TASK_EVAL = 1 } task_kind;
 typedef struct task_s {
     task_kind kind;
     uint32_t client;           /* TRAIN: whose shard and shuffle stream */
+    int slot;                  /* TRAIN: index in `selected`, or -1 for a colluder */
     const frl_dataset_t *data; /* TRAIN: the training set, or its label-flipped view */
     uint32_t *out;             /* TRAIN: the ranking it produces */
     uint32_t start, n;         /* EVAL: test examples [start, start + n) */
@@ -122,6 +123,8 @@ struct frl_sim_s {
     void *topk_scratch;
     uint32_t *perm;     /* clients */
     uint32_t *selected; /* per_round */
+    /* per_round: the round's per-client records */
+    frl_sim_client_t *clients;
     uint32_t *colluder_ids;
     task_t *tasks;
     size_t max_tasks;
@@ -173,6 +176,7 @@ void frl_sim_destroy(frl_sim_t *sim)
     free(sim->topk_scratch);
     free(sim->perm);
     free(sim->selected);
+    free(sim->clients);
     free(sim->colluder_ids);
     free(sim->tasks);
     free(sim->flipped_labels);
@@ -292,6 +296,7 @@ int frl_sim_create(const frl_sim_config_t *cfg, const frl_dataset_t *train, cons
     sim->topk_scratch = malloc(frl_topk_scratch_size(sim->layout.max_layer_edges));
     sim->perm = malloc(sizeof(uint32_t) * cfg->clients);
     sim->selected = malloc(sizeof(uint32_t) * cfg->per_round);
+    sim->clients = malloc(sizeof(frl_sim_client_t) * cfg->per_round);
     sim->colluder_ids = malloc(sizeof(uint32_t) * (sim->n_mal ? sim->n_mal : 1));
     sim->max_tasks = (size_t)cfg->per_round + sim->max_colluders;
     size_t eval_tasks = ((size_t)test->n + FRL_SIM_EVAL_CHUNK - 1) / FRL_SIM_EVAL_CHUNK;
@@ -299,7 +304,7 @@ int frl_sim_create(const frl_sim_config_t *cfg, const frl_dataset_t *train, cons
         sim->max_tasks = eval_tasks;
     sim->tasks = calloc(sim->max_tasks ? sim->max_tasks : 1, sizeof(task_t));
     if (!sim->slots || !sim->global || !sim->next || !sim->consensus || !sim->mask || !sim->mask_global || !sim->mask_next ||
-        !sim->topk_scratch || !sim->perm || !sim->selected || !sim->colluder_ids || !sim->tasks)
+        !sim->topk_scratch || !sim->perm || !sim->selected || !sim->clients || !sim->colluder_ids || !sim->tasks)
         goto fail;
     for (uint32_t i = 0; i < sim->n_slots; i++)
         if (!(sim->slots[i] = malloc(E * sizeof(uint32_t))))
@@ -726,6 +731,7 @@ int frl_sim_round(frl_sim_t *sim, frl_sim_round_t *rec)
         memset(t, 0, sizeof *t);
         t->kind = TASK_TRAIN;
         t->client = u;
+        t->slot = (int)i;
         t->data = (mal && atk == FRL_ATTACK_LABELFLIP) ? &sim->flipped : sim->train;
         t->out = sim->slots[i];
     }
@@ -738,6 +744,7 @@ int frl_sim_round(frl_sim_t *sim, frl_sim_round_t *rec)
             memset(t, 0, sizeof *t);
             t->kind = TASK_TRAIN;
             t->client = sim->colluder_ids[i];
+            t->slot = -1;
             t->data = sim->train;
             t->out = sim->slots[c->per_round + i];
         }
@@ -753,8 +760,27 @@ int frl_sim_round(frl_sim_t *sim, frl_sim_round_t *rec)
     if ((rc = run_tasks(sim, sim->tasks, nt)) != 0)
         return rc;
     rec->train_seconds = frl_now_s() - tt0;
-    for (size_t i = 0; i < nt; i++)
-        rec->train_images += sim->tasks[i].stats.images;
+    for (uint32_t i = 0; i < c->per_round; i++) {
+        frl_sim_client_t *cr = &sim->clients[i];
+        memset(cr, 0, sizeof *cr);
+        cr->id = sim->selected[i];
+        cr->malicious = cr->id < sim->n_mal;
+        cr->train_loss = cr->train_accuracy = cr->train_seconds = NAN;
+        cr->vote.agreement = cr->vote.agreement_min = NAN;
+    }
+    for (size_t i = 0; i < nt; i++) {
+        const task_t *t = &sim->tasks[i];
+        rec->train_images += t->stats.images;
+        if (t->slot < 0)
+            continue;
+        frl_sim_client_t *cr = &sim->clients[t->slot];
+        cr->trained = 1;
+        cr->train_images = t->stats.images;
+        cr->train_loss = t->stats.loss;
+        cr->train_accuracy = t->stats.accuracy;
+        cr->train_seconds = t->stats.seconds;
+    }
+    rec->clients = sim->clients;
 
     /* Malicious rankings. */
     if (consensus_attack && (rc = build_consensus_attack(sim, n_coll)) != 0)
@@ -786,6 +812,7 @@ int frl_sim_round(frl_sim_t *sim, frl_sim_round_t *rec)
         int src = frl_vote_round_submit(sim->vr, u, (uint64_t)sim->round, ranking, sim->layout.n_layers, NULL, &res);
         if (src != 0 && !(src <= FRL_EVOTE_LAYERS && src >= FRL_EVOTE_DROPPED))
             return src; /* an internal error, not a rejection of the vote */
+        sim->clients[i].vote = res;
         if (!isnan(res.agreement)) {
             amin = res.agreement < amin ? res.agreement : amin;
             amax = res.agreement > amax ? res.agreement : amax;
@@ -882,6 +909,28 @@ static void jnum(char *buf, size_t cap, size_t *len, const char *key, double v, 
     }
 }
 
+/* "clients":[{...},...]: each selected client's training and vote. */
+static void clients_json(const frl_sim_round_t *r, int with_timing, char *buf, size_t cap, size_t *len)
+{
+    jcat(buf, cap, len, ",\"clients\":[");
+    for (uint32_t i = 0; r->clients && i < r->n_selected; i++) {
+        const frl_sim_client_t *c = &r->clients[i];
+        jcat(buf, cap, len, "%s{\"id\":%u,\"malicious\":%s,\"trained\":%s,\"train_images\":%llu", i ? "," : "", c->id,
+             c->malicious ? "true" : "false", c->trained ? "true" : "false", (unsigned long long)c->train_images);
+        jnum(buf, cap, len, "train_loss", c->train_loss, "%.9g");
+        jnum(buf, cap, len, "train_accuracy", c->train_accuracy, "%.6f");
+        jcat(buf, cap, len, ",\"vote\":\"%s\"", c->vote.code ? frl_err_name(c->vote.code) : "counted");
+        jnum(buf, cap, len, "agreement", c->vote.agreement, "%.6f");
+        jnum(buf, cap, len, "agreement_min", c->vote.agreement_min, "%.6f");
+        jcat(buf, cap, len, ",\"weight\":%u,\"streak\":%u,\"flagged\":%s", c->vote.weight, c->vote.streak,
+             c->vote.flagged ? "true" : "false");
+        if (with_timing)
+            jnum(buf, cap, len, "train_seconds", c->train_seconds, "%.3f");
+        jcat(buf, cap, len, "}");
+    }
+    jcat(buf, cap, len, "]");
+}
+
 int frl_sim_round_json(const frl_sim_round_t *r, int with_timing, char *buf, size_t cap)
 {
     size_t len = 0;
@@ -918,6 +967,7 @@ int frl_sim_round_json(const frl_sim_round_t *r, int with_timing, char *buf, siz
         jnum(buf, cap, &len, "eval_seconds", r->eval_seconds, "%.3f");
         jnum(buf, cap, &len, "cpu_seconds", r->cpu_seconds, "%.3f");
     }
+    clients_json(r, with_timing, buf, cap, &len);
     jcat(buf, cap, &len, "}");
     if (len >= cap)
         return FRL_ETOOBIG;

@@ -289,6 +289,66 @@ static void test_each_attack_submits_valid_votes_with_its_signature(void **state
     }
 }
 
+/* Each selected client's record, under a reverse attack: the attackers
+ * submitted the forged ranking without training and disagree with the
+ * previous global ranking; the honest clients trained on their whole shard
+ * and agree with it; the images add up to the round's minus the
+ * colluders'. Under labelflip the malicious clients train too. */
+static void test_client_records_tell_each_clients_training_and_vote(void **state)
+{
+    const data_t *d = *state;
+    frl_sim_config_t c;
+    small_config(&c);
+    c.per_round = 5;
+    c.rounds = 3;
+    c.malicious = 0.3;
+    for (int k = 0; k < 2; k++) {
+        c.attack = k ? FRL_ATTACK_LABELFLIP : FRL_ATTACK_REVERSE;
+        frl_sim_t *sim;
+        assert_int_equal(frl_sim_create(&c, &d->train, &d->test, &sim), 0);
+        const frl_partition_t *part = frl_sim_partition(sim);
+        uint32_t attackers = 0;
+        for (int r = 0; r < c.rounds; r++) {
+            frl_sim_round_t rec;
+            assert_int_equal(frl_sim_round(sim, &rec), 0);
+            assert_non_null(rec.clients);
+            uint64_t images = 0;
+            uint32_t mal = 0;
+            for (uint32_t i = 0; i < rec.n_selected; i++) {
+                const frl_sim_client_t *cl = &rec.clients[i];
+                assert_int_equal(cl->id, rec.selected[i]);
+                assert_int_equal(cl->malicious, cl->id < frl_sim_n_malicious(sim));
+                assert_int_equal(cl->vote.code, 0);
+                assert_int_equal(cl->vote.weight, 1);
+                mal += (uint32_t)cl->malicious;
+                if (cl->malicious && c.attack == FRL_ATTACK_REVERSE) {
+                    attackers++;
+                    assert_false(cl->trained);
+                    assert_int_equal(cl->train_images, 0);
+                    assert_true(isnan(cl->train_loss));
+                    assert_true(cl->vote.agreement < -0.5);
+                    continue;
+                }
+                assert_true(cl->trained);
+                assert_int_equal(cl->train_images, frl_partition_size(part, cl->id) * (uint64_t)c.train.epochs);
+                assert_true(cl->train_loss > 0.0 && isfinite(cl->train_loss));
+                assert_true(cl->train_accuracy >= 0.0 && cl->train_accuracy <= 1.0);
+                if (!cl->malicious)
+                    assert_true(cl->vote.agreement > 0.5);
+                images += cl->train_images;
+            }
+            assert_int_equal(mal, rec.n_malicious);
+            if (c.attack == FRL_ATTACK_LABELFLIP)
+                assert_int_equal(images, rec.train_images);
+            else
+                assert_true(images < rec.train_images || rec.attack_trainings == 0);
+        }
+        if (c.attack == FRL_ATTACK_REVERSE)
+            assert_true(attackers > 0);
+        frl_sim_destroy(sim);
+    }
+}
+
 /* The drop policy removes a persistent reverser's votes: with threshold
  * -0.1 and 1 round, every reversed vote is dropped. */
 static void test_drop_policy_drops_reversed_votes(void **state)
@@ -312,6 +372,12 @@ static void test_drop_policy_drops_reversed_votes(void **state)
         mal += rec.n_malicious;
         dropped += rec.dropped;
         assert_int_equal(rec.dropped, rec.n_malicious);
+        for (uint32_t i = 0; i < rec.n_selected; i++) {
+            const frl_sim_client_t *cl = &rec.clients[i];
+            assert_int_equal(cl->vote.code, cl->malicious ? FRL_EVOTE_DROPPED : 0);
+            assert_int_equal(cl->vote.weight, cl->malicious ? 0 : 1);
+            assert_int_equal(cl->vote.flagged, cl->malicious);
+        }
         /* Every malicious vote dropped: the round's vote is the honest one. */
         if (rec.n_malicious)
             assert_true(rec.attack_flips == 0.0);
@@ -332,6 +398,7 @@ static void test_json_round_record_has_the_documented_fields(void **state)
     frl_sim_round_t rec;
     assert_int_equal(frl_sim_round(sim, &rec), 0);
     char buf[4096];
+    assert_true(FRL_SIM_ROUND_JSON_CAP(rec.n_selected) <= sizeof buf);
     assert_true(frl_sim_round_json(&rec, 1, buf, sizeof buf) > 0);
     const char *keys[] = {"\"round\":0",
                           "\"accuracy\":",
@@ -351,7 +418,18 @@ static void test_json_round_record_has_the_documented_fields(void **state)
                           "\"attack_flips\":null",
                           "\"seconds\":",
                           "\"cpu_seconds\":",
-                          "\"train_images\":"};
+                          "\"train_images\":",
+                          "\"clients\":[{\"id\":",
+                          "\"trained\":true",
+                          "\"train_loss\":",
+                          "\"train_accuracy\":",
+                          "\"vote\":\"counted\"",
+                          "\"agreement\":",
+                          "\"agreement_min\":",
+                          "\"weight\":1",
+                          "\"streak\":0",
+                          "\"flagged\":false",
+                          "\"train_seconds\":"};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
         assert_non_null(strstr(buf, keys[i]));
     char no_time[4096];
@@ -403,6 +481,7 @@ int main(void)
         cmocka_unit_test(test_fraction_zero_with_attack_equals_no_attack),
         cmocka_unit_test(test_each_attack_submits_valid_votes_with_its_signature),
         cmocka_unit_test(test_drop_policy_drops_reversed_votes),
+        cmocka_unit_test(test_client_records_tell_each_clients_training_and_vote),
         cmocka_unit_test(test_json_round_record_has_the_documented_fields),
     };
     return cmocka_run_group_tests_name("sim", tests, setup, teardown);
