@@ -7,7 +7,8 @@ sampling luck taken out (docs/experiments.md §4.1.2).
 Three options are added to the reference's own:
   --frl_init        the network of frl's --seed (weights and initial scores,
                     re-derived with the pure-Python ChaCha20 of
-                    tools/gen_golden_lenet.py)
+                    tools/gen_golden_lenet.py, then cached: see
+                    _frl_network)
   --parts FILE      the clients' data: frl-sim --partition-out FILE
   --schedule FILE   each round's clients: the "selected" lists of an
                     frl-sim --per-round-log
@@ -61,10 +62,8 @@ PATCHES = [
      '''    model = LeNetFRL(args.sparsity, args.mask_impl)
     if args.frl_init:
         import hashlib
-        sys.path.insert(0, _FRL_TOOLS)
-        from gen_golden_lenet_epoch import network
         fseed = hashlib.blake2b(b"frl seed v1" + struct.pack("<Q", args.seed), digest_size=32).digest()
-        for (name, m), w, sc in zip(model.masked_layers(), *network(fseed)):
+        for (name, m), w, sc in zip(model.masked_layers(), *_frl_network(fseed)):
             m.weight.copy_(w.view_as(m.weight))
             m.scores.data.copy_(sc.detach().view_as(m.scores))
     sched = _frl_schedule(args.schedule) if args.schedule else None
@@ -112,6 +111,38 @@ PATCHES = [
 
 MEASURES = '''
 _FRL_TOOLS = %r
+
+
+def _frl_network(fseed):
+    """frl's network of fseed: (weights, initial scores), per layer. Re-deriving
+    it in pure Python takes most of a minute, so it is kept in a cache file
+    ($FRL_CACHE_DIR, else $XDG_CACHE_HOME/frl or ~/.cache/frl) named by the
+    seed and the deriving scripts' text; an unreadable cache is rebuilt."""
+    import hashlib
+    sys.path.insert(0, _FRL_TOOLS)
+    import gen_golden_lenet
+    import gen_golden_lenet_epoch
+    key = hashlib.blake2b(fseed, digest_size=16)
+    for mod in (gen_golden_lenet, gen_golden_lenet_epoch):
+        key.update(open(mod.__file__, "rb").read())
+    d = os.environ.get("FRL_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "frl")
+    path = os.path.join(d, "lenet-network-%%s.pt" %% key.hexdigest())
+    try:
+        ws, ss = torch.load(path)
+        if len(ws) == len(ss) == len(gen_golden_lenet.LAYERS):
+            return ws, ss
+    except Exception:  # missing, truncated or foreign: rebuild it
+        pass
+    ws, ss = gen_golden_lenet_epoch.network(fseed)
+    try:
+        os.makedirs(d, exist_ok=True)
+        tmp = "%%s.%%d.tmp" %% (path, os.getpid())
+        torch.save(([w.detach().clone() for w in ws], [s.detach().clone() for s in ss]), tmp)
+        os.replace(tmp, path)
+    except OSError as err:
+        print("# ref_aligned: network not cached (%%s)" %% err, file=sys.stderr)
+    return ws, ss
 
 
 def _frl_schedule(path):
