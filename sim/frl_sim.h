@@ -203,7 +203,7 @@ uint32_t frl_sim_n_malicious(const frl_sim_t *sim);
  * configuration give byte-identical text. Returns the length, or
  * FRL_ETOOBIG when cap is too small (FRL_SIM_ROUND_JSON_CAP(n_selected)
  * is enough). */
-#define FRL_SIM_ROUND_JSON_CAP(n_selected) (2048 + 320 * (size_t)(n_selected))
+#define FRL_SIM_ROUND_JSON_CAP(n_selected) (2048 + 384 * (size_t)(n_selected))
 int frl_sim_round_json(const frl_sim_round_t *rec, int with_timing, char *buf, size_t cap);
 
 /* The configuration as a JSON object (no newline). Returns the length or
