@@ -10,6 +10,11 @@ each seed's last-5 mean and 20-round mean accuracy with and without
 attack and the drops, then the pooled means with standard errors and
 frl - reference with one standard error of the difference.
 
+For the drops it also prints each program's median, a bootstrap interval
+of frl - reference (runs resampled within each program, --bootstrap
+resamples, fixed seed) and the Mann-Whitney rank test: a few collapsed
+runs dominate a mean of so few, and these do not rest on it.
+
 --by-attackers also prints, per program, the mean accuracy of the attacked
 runs' rounds by the number of attackers in the round (rounds from
 --from-round on, 5 by default): what a round with k reversed votes leaves,
@@ -17,6 +22,7 @@ pooled over seeds."""
 import argparse
 import json
 import math
+import random
 import statistics as st
 import sys
 
@@ -64,12 +70,44 @@ def cell(v):
     return "%.3f (1 round)" % v[0] if v else "-"
 
 
+def bootstrap_diff(x, y, n, q=(0.05, 0.95)):
+    """Quantiles q of mean(x*) - mean(y*) over n resamples of each list."""
+    rng = random.Random(12345)
+    d = sorted(st.mean(rng.choices(x, k=len(x))) - st.mean(rng.choices(y, k=len(y))) for _ in range(n))
+    return [d[min(n - 1, int(p * n))] for p in q]
+
+
+def mann_whitney(x, y):
+    """U of x against y (ties count a half) and the two-sided p-value of the
+    normal approximation with the tie correction."""
+    allv = sorted(x + y)
+    ranks = {}
+    i = 0
+    while i < len(allv):
+        j = i
+        while j < len(allv) and allv[j] == allv[i]:
+            j += 1
+        ranks[allv[i]] = (i + j + 1) / 2.0
+        i = j
+    n1, n2 = len(x), len(y)
+    u = sum(ranks[v] for v in x) - n1 * (n1 + 1) / 2.0
+    counts = {}
+    for v in allv:
+        counts[v] = counts.get(v, 0) + 1
+    n = n1 + n2
+    ties = sum(t ** 3 - t for t in counts.values())
+    var = n1 * n2 / 12.0 * ((n + 1) - ties / (n * (n - 1)))
+    z = (u - n1 * n2 / 2.0) / math.sqrt(var) if var > 0 else 0.0
+    return u, math.erfc(abs(z) / math.sqrt(2.0))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--frl", nargs="*", default=[], metavar="NONE:REVERSE")
     ap.add_argument("--ref", nargs="*", default=[], metavar="NONE:REVERSE")
     ap.add_argument("--by-attackers", action="store_true")
     ap.add_argument("--from-round", type=int, default=5)
+    ap.add_argument("--bootstrap", type=int, default=10000, metavar="N")
     a = ap.parse_args()
     rows = {}
     by_k = {}
@@ -117,6 +155,14 @@ def main():
             d = scale * (st.mean(x) - st.mean(y))
             se = scale * math.sqrt(st.variance(x) / len(x) + st.variance(y) / len(y))
             print("frl - reference, %s: %+.1f ± %.1f points" % (name, d, se))
+        print()
+        for name, f in zip(names[4:], cols[4:]):
+            x = [f(r) for r in rows["frl"]]
+            y = [f(r) for r in rows["reference"]]
+            lo, hi = bootstrap_diff(x, y, a.bootstrap)
+            u, pv = mann_whitney(x, y)
+            print("%s: median frl %.1f, reference %.1f; frl - reference 90%% bootstrap interval [%+.1f, %+.1f]; "
+                  "Mann-Whitney U %.1f of %d, p = %.2f" % (name, st.median(x), st.median(y), lo, hi, u, len(x) * len(y), pv))
     if a.by_attackers:
         progs = [p for p in by_k if by_k[p]]
         print()
