@@ -129,7 +129,7 @@ def _frl_network(fseed):
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "frl")
     path = os.path.join(d, "lenet-network-%%s.pt" %% key.hexdigest())
     try:
-        ws, ss = torch.load(path)
+        ws, ss = torch.load(path, weights_only=True)  # tensors only: no pickled code
         if len(ws) == len(ss) == len(gen_golden_lenet.LAYERS):
             return ws, ss
     except Exception:  # missing, truncated or foreign: rebuild it

@@ -292,8 +292,9 @@ static void test_each_attack_submits_valid_votes_with_its_signature(void **state
 /* Each selected client's record, under a reverse attack: the attackers
  * submitted the forged ranking without training and disagree with the
  * previous global ranking; the honest clients trained on their whole shard
- * and agree with it; the images add up to the round's minus the
- * colluders'. Under labelflip the malicious clients train too. */
+ * and agree with it; their images are part of the round's (the rest are
+ * the colluders'). Under labelflip the malicious clients train too, and
+ * the selected clients' images are all of the round's. */
 static void test_client_records_tell_each_clients_training_and_vote(void **state)
 {
     const data_t *d = *state;
