@@ -151,6 +151,11 @@ typedef struct frl_sim_round_s {
     int evaluated;       /* accuracy/loss are set */
     uint32_t eval_n;
     double accuracy, loss;
+    /* Accuracy, on the same eval_n images, of the honest clients' plain vote
+     * alone (the ranking attack_flips compares with): what the round would
+     * have given without its malicious rankings. NaN when attack_flips is,
+     * or the round is not evaluated. */
+    double honest_accuracy;
     uint64_t train_images; /* images processed by local training (benign + attackers) */
     double seconds;        /* wall time of the round excluding evaluation */
     double train_seconds, vote_seconds, eval_seconds;

@@ -854,6 +854,8 @@ int frl_sim_round(frl_sim_t *sim, frl_sim_round_t *rec)
     rec->margin_frac = sim->layout.total_edges ? (double)rec->margin_edges / (double)sim->layout.total_edges : 0.0;
     if ((rc = mask_effects(sim, mal_ranked, rec)) != 0)
         return rc;
+    const int honest_vote = !isnan(rec->attack_flips); /* sim->consensus holds it until the next round */
+    rec->honest_accuracy = NAN;
     uint32_t *tmp = sim->global;
     sim->global = sim->next;
     sim->next = tmp;
@@ -871,6 +873,19 @@ int frl_sim_round(frl_sim_t *sim, frl_sim_round_t *rec)
         if ((rc = frl_sim_evaluate(sim, rec->eval_n, &rec->accuracy, &rec->loss)) != 0)
             return rc;
         rec->evaluated = 1;
+        if (honest_vote) {
+            /* Evaluate the honest vote as if it were the global ranking;
+             * the version bumps make every trainer reload whichever ranking
+             * it evaluates or trains from next. */
+            uint32_t *g = sim->global;
+            sim->global = sim->consensus;
+            sim->global_version++;
+            rc = frl_sim_evaluate(sim, rec->eval_n, &rec->honest_accuracy, NULL);
+            sim->global = g;
+            sim->global_version++;
+            if (rc)
+                return rc;
+        }
         rec->eval_seconds = frl_now_s() - te0;
     }
     rec->cpu_seconds = cpu_now() - cpu0;
@@ -959,6 +974,7 @@ int frl_sim_round_json(const frl_sim_round_t *r, int with_timing, char *buf, siz
     jnum(buf, cap, &len, "margin_frac", r->margin_frac, "%.6f");
     jnum(buf, cap, &len, "mask_churn", r->mask_churn, "%.6f");
     jnum(buf, cap, &len, "attack_flips", r->attack_flips, "%.6f");
+    jnum(buf, cap, &len, "honest_accuracy", r->evaluated ? r->honest_accuracy : NAN, "%.6f");
     jcat(buf, cap, &len, ",\"train_images\":%llu", (unsigned long long)r->train_images);
     if (with_timing) {
         jnum(buf, cap, &len, "seconds", r->seconds, "%.3f");

@@ -20,6 +20,11 @@ Two more for replays from a given model:
 What stays the reference's own: batch order, colluder draws, float
 rounding. After each round's vote it prints
   # measures R {"agree_benign": ..., "mask_churn": ..., "attack_flips": ...}
+and, after its evaluation, in a round with attackers and honest clients,
+  # honest R {"honest_accuracy": ...}
+(frl-sim's honest_accuracy: the honest votes' plain vote evaluated on the
+same images; no random draw is taken, so the run is otherwise the
+reference's own)
 with frl-sim's definitions (docs/experiments.md, per-round record):
 Spearman of each honest vote with the previous global ranking (edge-
 weighted over layers, averaged over honest votes), the fraction of edges
@@ -105,8 +110,19 @@ PATCHES = [
      '''        t_vote = time.perf_counter()
         for name in n_edges:''',
      '''        t_vote = time.perf_counter()
-        _frl_measures(e, n_edges, uploads, len(ben), global_scores, sorted_init, keep_by_pos, positions_of, vote_layer)
+        _honest = _frl_measures(e, n_edges, uploads, len(ben), global_scores, sorted_init, keep_by_pos, positions_of,
+                                vote_layer)
         for name in n_edges:'''),
+    ("honest_accuracy",
+     '''        acc, loss = evaluate(model, xte[:args.eval_n], yte[:args.eval_n])
+''',
+     '''        acc, loss = evaluate(model, xte[:args.eval_n], yte[:args.eval_n])
+        if _honest is not None:
+            load_global(model, _honest)
+            print("# honest", e, json.dumps({"honest_accuracy": evaluate(model, xte[:args.eval_n], yte[:args.eval_n])[0]}),
+                  flush=True)
+            load_global(model, global_scores)
+'''),
 ]
 
 MEASURES = '''
@@ -194,15 +210,18 @@ def _frl_measures(e, n_edges, uploads, nb, global_scores, sorted_init, keep_by_p
             w += n * (1.0 - 6.0 * float((d * d).sum()) / (n * (n * n - 1.0)))
         agree += w / tot
     churn = flips = 0
+    honest = {} if 0 < nb < len(uploads[next(iter(n_edges))]) else None
     for k in n_edges:
         keep = keep_by_pos[k]
         pa = positions_of(torch.argsort(vote_layer(uploads[k], sorted_init[k]), stable=True))
         churn += int((keep[pa] != keep[prev[k]]).sum())
         if len(uploads[k]) > nb and nb > 0:
-            pb = positions_of(torch.argsort(vote_layer(uploads[k][:nb], sorted_init[k]), stable=True))
+            honest[k] = vote_layer(uploads[k][:nb], sorted_init[k])
+            pb = positions_of(torch.argsort(honest[k], stable=True))
             flips += int((keep[pa] != keep[pb]).sum())
     print("# measures", e, json.dumps({"agree_benign": agree / max(1, nb), "mask_churn": churn / tot,
                                         "attack_flips": flips / tot}), flush=True)
+    return honest  # the honest clients' plain vote (None without attackers): evaluated after the round
 
 ''' % HERE
 

@@ -380,8 +380,10 @@ static void test_drop_policy_drops_reversed_votes(void **state)
             assert_int_equal(cl->vote.flagged, cl->malicious);
         }
         /* Every malicious vote dropped: the round's vote is the honest one. */
-        if (rec.n_malicious)
+        if (rec.n_malicious) {
             assert_true(rec.attack_flips == 0.0);
+            assert_true(rec.honest_accuracy == rec.accuracy);
+        }
     }
     assert_true(mal > 0);
     assert_int_equal(dropped, mal);
@@ -417,6 +419,7 @@ static void test_json_round_record_has_the_documented_fields(void **state)
                           "\"margin_edges\":",
                           "\"mask_churn\":",
                           "\"attack_flips\":null",
+                          "\"honest_accuracy\":null",
                           "\"seconds\":",
                           "\"cpu_seconds\":",
                           "\"train_images\":",
@@ -438,6 +441,46 @@ static void test_json_round_record_has_the_documented_fields(void **state)
     assert_null(strstr(no_time, "seconds"));
     assert_int_equal(frl_sim_round_json(&rec, 1, buf, 16), FRL_ETOOBIG);
     frl_sim_destroy(sim);
+}
+
+/* honest_accuracy evaluates the honest clients' plain vote: a round that
+ * opens with attackers reports, under the plain vote, the accuracy that the
+ * same round reaches when the drop policy removes every reversed vote (its
+ * global ranking is then exactly the honest vote). Both runs share the start,
+ * the clients and their trainings. */
+static void test_honest_accuracy_is_that_of_the_vote_without_the_attackers(void **state)
+{
+    const data_t *d = *state;
+    int found = 0;
+    for (uint64_t seed = 1; seed <= 20 && !found; seed++) {
+        frl_sim_config_t c;
+        small_config(&c);
+        c.per_round = 5;
+        c.rounds = 1;
+        c.malicious = 0.3;
+        c.attack = FRL_ATTACK_REVERSE;
+        frl_seed_from_u64(seed, c.seed);
+        frl_sim_t *plain, *drop;
+        frl_sim_round_t a, b;
+        assert_int_equal(frl_sim_create(&c, &d->train, &d->test, &plain), 0);
+        assert_int_equal(frl_sim_round(plain, &a), 0);
+        if (a.n_malicious == 0 || a.n_malicious == a.n_selected) {
+            frl_sim_destroy(plain);
+            continue;
+        }
+        found = 1;
+        c.policy.mode = FRL_VOTE_POLICY_DROP;
+        c.policy.rounds = 1;
+        assert_int_equal(frl_sim_create(&c, &d->train, &d->test, &drop), 0);
+        assert_int_equal(frl_sim_round(drop, &b), 0);
+        assert_int_equal(b.dropped, b.n_malicious);
+        assert_true(a.attack_flips > 0.0);
+        assert_true(a.honest_accuracy == b.accuracy);
+        assert_true(b.honest_accuracy == b.accuracy);
+        frl_sim_destroy(drop);
+        frl_sim_destroy(plain);
+    }
+    assert_true(found);
 }
 
 /* attack_flips: the plain reverse attack moves edges across the mask cut
@@ -462,8 +505,10 @@ static void test_attack_flips_measure_the_attack_against_the_honest_vote(void **
         if (rec.n_malicious) {
             attacked++;
             assert_true(rec.attack_flips > 0.0 && rec.attack_flips <= 1.0);
+            assert_true(rec.honest_accuracy >= 0.0 && rec.honest_accuracy <= 1.0);
         } else {
             assert_true(isnan(rec.attack_flips));
+            assert_true(isnan(rec.honest_accuracy));
         }
     }
     assert_true(attacked > 0);
@@ -478,6 +523,7 @@ int main(void)
         cmocka_unit_test(test_batch_seed_changes_only_the_batch_orders),
         cmocka_unit_test(test_reference_sampling_never_lets_malicious_reach_half),
         cmocka_unit_test(test_attack_flips_measure_the_attack_against_the_honest_vote),
+        cmocka_unit_test(test_honest_accuracy_is_that_of_the_vote_without_the_attackers),
         cmocka_unit_test(test_reference_sampling_refuses_impossible_fraction),
         cmocka_unit_test(test_fraction_zero_with_attack_equals_no_attack),
         cmocka_unit_test(test_each_attack_submits_valid_votes_with_its_signature),
