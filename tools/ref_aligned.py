@@ -20,16 +20,17 @@ Two more for replays from a given model:
 What stays the reference's own: batch order, colluder draws, float
 rounding. After each round's vote it prints
   # measures R {"agree_benign": ..., "mask_churn": ..., "attack_flips": ...}
-and, after its evaluation, in a round with attackers and honest clients,
-  # honest R {"honest_accuracy": ...}
-(frl-sim's honest_accuracy: the honest votes' plain vote evaluated on the
-same images; no random draw is taken, so the run is otherwise the
-reference's own)
 with frl-sim's definitions (docs/experiments.md, per-round record):
 Spearman of each honest vote with the previous global ranking (edge-
 weighted over layers, averaged over honest votes), the fraction of edges
 whose mask bit the new global ranking changed, and the fraction whose bit
 differs from that of the honest votes' plain vote (0 without attackers).
+After its evaluation, in a round with attackers and honest clients, it
+prints
+  # honest R {"honest_accuracy": ...}
+frl-sim's honest_accuracy: the honest votes' plain vote evaluated on the
+same images. Neither takes a random draw, so the run is otherwise the
+reference's own.
 
 The reference's text is patched in memory; a patch that no longer applies
 stops the run with its name.
