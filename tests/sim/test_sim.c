@@ -28,6 +28,16 @@ static void small_config(frl_sim_config_t *c)
     c->attack_trainers = 2;
 }
 
+/* small_config with 30% reversing clients, per_round clients a round. */
+static void reverse_config(frl_sim_config_t *c, uint32_t per_round, int rounds)
+{
+    small_config(c);
+    c->per_round = per_round;
+    c->rounds = rounds;
+    c->malicious = 0.3;
+    c->attack = FRL_ATTACK_REVERSE;
+}
+
 /* Runs cfg to the end; returns the per-round JSON lines without timings
  * (malloc'd, concatenated) and, if `ranking` is given, a copy of the final
  * global ranking. */
@@ -356,12 +366,7 @@ static void test_drop_policy_drops_reversed_votes(void **state)
 {
     const data_t *d = *state;
     frl_sim_config_t c;
-    small_config(&c);
-    c.clients = 10;
-    c.per_round = 5;
-    c.rounds = 3;
-    c.malicious = 0.3;
-    c.attack = FRL_ATTACK_REVERSE;
+    reverse_config(&c, 5, 3);
     c.policy.mode = FRL_VOTE_POLICY_DROP;
     c.policy.rounds = 1;
     frl_sim_t *sim;
@@ -454,11 +459,7 @@ static void test_honest_accuracy_is_that_of_the_vote_without_the_attackers(void 
     int found = 0;
     for (uint64_t seed = 1; seed <= 20 && !found; seed++) {
         frl_sim_config_t c;
-        small_config(&c);
-        c.per_round = 5;
-        c.rounds = 1;
-        c.malicious = 0.3;
-        c.attack = FRL_ATTACK_REVERSE;
+        reverse_config(&c, 5, 1);
         frl_seed_from_u64(seed, c.seed);
         frl_sim_t *plain, *drop;
         frl_sim_round_t a, b;
@@ -490,11 +491,7 @@ static void test_attack_flips_measure_the_attack_against_the_honest_vote(void **
 {
     const data_t *d = *state;
     frl_sim_config_t c;
-    small_config(&c);
-    c.per_round = 5;
-    c.rounds = 4;
-    c.malicious = 0.3;
-    c.attack = FRL_ATTACK_REVERSE;
+    reverse_config(&c, 5, 4);
     frl_sim_t *sim;
     assert_int_equal(frl_sim_create(&c, &d->train, &d->test, &sim), 0);
     uint32_t attacked = 0;
