@@ -974,7 +974,7 @@ int frl_sim_round_json(const frl_sim_round_t *r, int with_timing, char *buf, siz
     jnum(buf, cap, &len, "margin_frac", r->margin_frac, "%.6f");
     jnum(buf, cap, &len, "mask_churn", r->mask_churn, "%.6f");
     jnum(buf, cap, &len, "attack_flips", r->attack_flips, "%.6f");
-    jnum(buf, cap, &len, "honest_accuracy", r->evaluated ? r->honest_accuracy : NAN, "%.6f");
+    jnum(buf, cap, &len, "honest_accuracy", r->honest_accuracy, "%.6f");
     jcat(buf, cap, &len, ",\"train_images\":%llu", (unsigned long long)r->train_images);
     if (with_timing) {
         jnum(buf, cap, &len, "seconds", r->seconds, "%.3f");

@@ -211,12 +211,12 @@ def _frl_measures(e, n_edges, uploads, nb, global_scores, sorted_init, keep_by_p
             w += n * (1.0 - 6.0 * float((d * d).sum()) / (n * (n * n - 1.0)))
         agree += w / tot
     churn = flips = 0
-    honest = {} if 0 < nb < len(uploads[next(iter(n_edges))]) else None
+    honest = {} if 0 < nb < len(uploads[next(iter(n_edges))]) else None  # attackers and honest clients
     for k in n_edges:
         keep = keep_by_pos[k]
         pa = positions_of(torch.argsort(vote_layer(uploads[k], sorted_init[k]), stable=True))
         churn += int((keep[pa] != keep[prev[k]]).sum())
-        if len(uploads[k]) > nb and nb > 0:
+        if honest is not None:
             honest[k] = vote_layer(uploads[k][:nb], sorted_init[k])
             pb = positions_of(torch.argsort(honest[k], stable=True))
             flips += int((keep[pa] != keep[pb]).sum())
