@@ -12,7 +12,6 @@
 #include <errno.h>
 #include <limits.h>
 #include <sodium.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -39,24 +38,12 @@ void frl_client_opts_wipe(frl_client_opts_t *o)
     o->token_len = 0;
 }
 
-static int fail(char *err, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t cap, const char *fmt, ...)
-{
-    if (err && cap) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, cap, fmt, ap);
-        va_end(ap);
-    }
-    return FRL_EINVAL;
-}
-
 static int copy_str(char *dst, size_t cap, const char *key, const char *v, char *err, size_t err_cap)
 {
     if (!v || !*v)
-        return fail(err, err_cap, "--%s needs a value", key);
+        return frl_errorf(FRL_EINVAL, err, err_cap, "--%s needs a value", key);
     if (strlen(v) >= cap)
-        return fail(err, err_cap, "--%s: value too long (at most %zu characters)", key, cap - 1);
+        return frl_errorf(FRL_EINVAL, err, err_cap, "--%s: value too long (at most %zu characters)", key, cap - 1);
     memcpy(dst, v, strlen(v) + 1);
     return 0;
 }
@@ -65,16 +52,16 @@ static int copy_str(char *dst, size_t cap, const char *key, const char *v, char 
 static int parse_uint(const char *key, const char *v, unsigned long lo, unsigned long hi, unsigned long *out, char *err, size_t cap)
 {
     if (!v || !*v)
-        return fail(err, cap, "--%s needs a value", key);
+        return frl_errorf(FRL_EINVAL, err, cap, "--%s needs a value", key);
     if (*v < '0' || *v > '9')
-        return fail(err, cap, "--%s: '%s' is not a non-negative integer", key, v);
+        return frl_errorf(FRL_EINVAL, err, cap, "--%s: '%s' is not a non-negative integer", key, v);
     char *end;
     errno = 0;
     unsigned long x = strtoul(v, &end, 10);
     if (*end || errno)
-        return fail(err, cap, "--%s: '%s' is not a non-negative integer", key, v);
+        return frl_errorf(FRL_EINVAL, err, cap, "--%s: '%s' is not a non-negative integer", key, v);
     if (x < lo || x > hi)
-        return fail(err, cap, "--%s: %s is out of range [%lu, %lu]", key, v, lo, hi);
+        return frl_errorf(FRL_EINVAL, err, cap, "--%s: %s is out of range [%lu, %lu]", key, v, lo, hi);
     *out = x;
     return 0;
 }
@@ -91,32 +78,32 @@ static int parse_bool(const char *key, const char *v, int *out, char *err, size_
         *out = 0;
         return 0;
     }
-    return fail(err, cap, "--%s: '%s' is not a boolean (yes/no, true/false, on/off, 1/0)", key, v);
+    return frl_errorf(FRL_EINVAL, err, cap, "--%s: '%s' is not a boolean (yes/no, true/false, on/off, 1/0)", key, v);
 }
 
 /* HOST:PORT, [IPv6]:PORT. */
 static int parse_server(frl_client_opts_t *o, const char *v, char *err, size_t cap)
 {
     if (!v || !*v)
-        return fail(err, cap, "--server needs a value HOST:PORT");
+        return frl_errorf(FRL_EINVAL, err, cap, "--server needs a value HOST:PORT");
     const char *colon = strrchr(v, ':');
     if (!colon || colon == v)
-        return fail(err, cap, "--server: '%s' is not HOST:PORT", v);
+        return frl_errorf(FRL_EINVAL, err, cap, "--server: '%s' is not HOST:PORT", v);
     const char *h = v;
     size_t hlen = (size_t)(colon - v);
     if (*v == '[') {
         if (colon[-1] != ']' || hlen < 3)
-            return fail(err, cap, "--server: '%s' is not [IPv6]:PORT", v);
+            return frl_errorf(FRL_EINVAL, err, cap, "--server: '%s' is not [IPv6]:PORT", v);
         h = v + 1;
         hlen -= 2;
     } else if (memchr(v, ':', hlen)) {
-        return fail(err, cap, "--server: '%s': write IPv6 addresses as [ADDR]:PORT", v);
+        return frl_errorf(FRL_EINVAL, err, cap, "--server: '%s': write IPv6 addresses as [ADDR]:PORT", v);
     }
     if (hlen >= sizeof o->server_host)
-        return fail(err, cap, "--server: host name too long");
+        return frl_errorf(FRL_EINVAL, err, cap, "--server: host name too long");
     unsigned long port;
     if (parse_uint("server", colon + 1, 1, 65535, &port, NULL, 0))
-        return fail(err, cap, "--server: '%s' has no valid port (1-65535)", v);
+        return frl_errorf(FRL_EINVAL, err, cap, "--server: '%s' has no valid port (1-65535)", v);
     memcpy(o->server_host, h, hlen);
     o->server_host[hlen] = '\0';
     o->server_port = (int)port;
@@ -130,7 +117,7 @@ static int parse_token_hex(frl_client_opts_t *o, const char *hex, char *err, siz
     if (hl == 0 || hl % 2 || hl > 2 * FRL_CLIENT_TOKEN_MAX ||
         sodium_hex2bin(o->token, sizeof o->token, hex, hl, NULL, &n, NULL) != 0 || n * 2 != hl) {
         sodium_memzero(o->token, sizeof o->token);
-        return fail(err, cap, "%s: the token must be 2 to %d hex digits", src, 2 * FRL_CLIENT_TOKEN_MAX);
+        return frl_errorf(FRL_EINVAL, err, cap, "%s: the token must be 2 to %d hex digits", src, 2 * FRL_CLIENT_TOKEN_MAX);
     }
     o->token_len = n;
     return 0;
@@ -196,7 +183,7 @@ int frl_client_opts_set(frl_client_opts_t *o, const char *key, const char *v, ch
     unsigned long x;
     int r;
     if (!find_opt(key))
-        return fail(err, cap, "unknown option '%s' (see frl-client --help)", key);
+        return frl_errorf(FRL_EINVAL, err, cap, "unknown option '%s' (see frl-client --help)", key);
     if (!strcmp(key, "server"))
         return parse_server(o, v, err, cap);
     if (!strcmp(key, "server-name"))
@@ -209,13 +196,13 @@ int frl_client_opts_set(frl_client_opts_t *o, const char *key, const char *v, ch
         return copy_str(o->key, sizeof o->key, key, v, err, cap);
     if (!strcmp(key, "client-id")) {
         if (!v || !valid_client_id(v))
-            return fail(err, cap, "--client-id: '%s' is not a valid id ([A-Za-z0-9._:@-], 1-%d characters)", v ? v : "",
-                        FRL_CLIENT_ID_MAX);
+            return frl_errorf(FRL_EINVAL, err, cap, "--client-id: '%s' is not a valid id ([A-Za-z0-9._:@-], 1-%d characters)",
+                              v ? v : "", FRL_CLIENT_ID_MAX);
         return copy_str(o->client_id, sizeof o->client_id, key, v, err, cap);
     }
     if (!strcmp(key, "token")) {
         if (!v || !*v)
-            return fail(err, cap, "--token needs a value (hex)");
+            return frl_errorf(FRL_EINVAL, err, cap, "--token needs a value (hex)");
         if ((r = parse_token_hex(o, v, err, cap, "--token")))
             return r;
         o->token_given = 1;
@@ -227,7 +214,7 @@ int frl_client_opts_set(frl_client_opts_t *o, const char *key, const char *v, ch
         return copy_str(o->data_dir, sizeof o->data_dir, key, v, err, cap);
     if (!strcmp(key, "partition")) {
         if (!v || frl_part_spec_parse(v, &o->partition))
-            return fail(err, cap, "--partition: '%s' is not iid, dirichlet:ALPHA or shards:K", v ? v : "");
+            return frl_errorf(FRL_EINVAL, err, cap, "--partition: '%s' is not iid, dirichlet:ALPHA or shards:K", v ? v : "");
         return 0;
     }
     if (!strcmp(key, "shard")) {
@@ -255,7 +242,8 @@ int frl_client_opts_set(frl_client_opts_t *o, const char *key, const char *v, ch
     }
     if (!strcmp(key, "attack")) {
         if (!v || frl_attack_parse(v, &o->attack))
-            return fail(err, cap, "--attack: '%s' is not none, reverse, random, boundary or labelflip", v ? v : "");
+            return frl_errorf(FRL_EINVAL, err, cap, "--attack: '%s' is not none, reverse, random, boundary or labelflip",
+                              v ? v : "");
         return 0;
     }
     if (!strcmp(key, "load-test"))
@@ -280,7 +268,7 @@ int frl_client_opts_set(frl_client_opts_t *o, const char *key, const char *v, ch
     }
     if (!strcmp(key, "log-level")) {
         if (!v || frl_log_parse_level(v, &o->log_level))
-            return fail(err, cap, "--log-level: '%s' is not debug, info, warn, error or off", v ? v : "");
+            return frl_errorf(FRL_EINVAL, err, cap, "--log-level: '%s' is not debug, info, warn, error or off", v ? v : "");
         return 0;
     }
     if (!strcmp(key, "log-format")) {
@@ -289,7 +277,7 @@ int frl_client_opts_set(frl_client_opts_t *o, const char *key, const char *v, ch
         else if (v && !strcmp(v, "json"))
             o->log_format = FRL_LOG_JSON;
         else
-            return fail(err, cap, "--log-format: '%s' is not kv or json", v ? v : "");
+            return frl_errorf(FRL_EINVAL, err, cap, "--log-format: '%s' is not kv or json", v ? v : "");
         return 0;
     }
     if (!strcmp(key, "quiet"))
@@ -313,18 +301,18 @@ static int read_token_file(frl_client_opts_t *o, char *err, size_t cap)
     size_t len = 0;
     int r = frl_file_read_all(o->token_file, 64 * 1024, &buf, &len);
     if (r)
-        return fail(err, cap, "--token-file: cannot read '%s': %s", o->token_file, frl_strerror(r));
+        return frl_errorf(FRL_EINVAL, err, cap, "--token-file: cannot read '%s': %s", o->token_file, frl_strerror(r));
     char *text = malloc(len + 1);
     if (!text) {
         sodium_memzero(buf, len);
         free(buf);
-        return fail(err, cap, "--token-file: out of memory");
+        return frl_errorf(FRL_EINVAL, err, cap, "--token-file: out of memory");
     }
     memcpy(text, buf, len);
     text[len] = '\0';
     sodium_memzero(buf, len);
     free(buf);
-    r = fail(err, cap, "--token-file: '%s' holds no token", o->token_file);
+    r = frl_errorf(FRL_EINVAL, err, cap, "--token-file: '%s' holds no token", o->token_file);
     char *save = NULL;
     for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
         char *f[3] = {0};
@@ -338,12 +326,12 @@ static int read_token_file(frl_client_opts_t *o, char *err, size_t cap)
             r = parse_token_hex(o, f[0], err, cap, "--token-file");
         } else if (nf == 2) {
             if (o->client_id[0] && strcmp(f[0], o->client_id) != 0)
-                r = fail(err, cap, "--token-file: the token in '%s' is for client '%s', not '%s'", o->token_file, f[0],
-                         o->client_id);
+                r = frl_errorf(FRL_EINVAL, err, cap, "--token-file: the token in '%s' is for client '%s', not '%s'", o->token_file,
+                               f[0], o->client_id);
             else
                 r = parse_token_hex(o, f[1], err, cap, "--token-file");
         } else {
-            r = fail(err, cap, "--token-file: expected 'HEX' or 'CLIENT_ID HEX' in '%s'", o->token_file);
+            r = frl_errorf(FRL_EINVAL, err, cap, "--token-file: expected 'HEX' or 'CLIENT_ID HEX' in '%s'", o->token_file);
         }
         break;
     }
@@ -355,23 +343,24 @@ static int read_token_file(frl_client_opts_t *o, char *err, size_t cap)
 int frl_client_opts_check(frl_client_opts_t *o, char *err, size_t cap)
 {
     if (!o->server_host[0])
-        return fail(err, cap, "--server HOST:PORT is required");
+        return frl_errorf(FRL_EINVAL, err, cap, "--server HOST:PORT is required");
     if (!o->client_id[0])
-        return fail(err, cap, "--client-id is required");
+        return frl_errorf(FRL_EINVAL, err, cap, "--client-id is required");
     if (o->shard >= o->shards)
-        return fail(err, cap, "--shard %u must be smaller than --shards %u", o->shard, o->shards);
+        return frl_errorf(FRL_EINVAL, err, cap, "--shard %u must be smaller than --shards %u", o->shard, o->shards);
     if (o->reconnect_base_ms > o->reconnect_max_ms)
-        return fail(err, cap, "--reconnect-base-ms (%u) is larger than --reconnect-max-ms (%u)", o->reconnect_base_ms,
-                    o->reconnect_max_ms);
+        return frl_errorf(FRL_EINVAL, err, cap, "--reconnect-base-ms (%u) is larger than --reconnect-max-ms (%u)",
+                          o->reconnect_base_ms, o->reconnect_max_ms);
     if (o->model[0]) {
         int known = 0;
         for (const char *const *n = frl_model_names; *n; n++)
             known |= strcmp(*n, o->model) == 0;
         if (!known)
-            return fail(err, cap, "--model: unknown model '%s' (lenet, conv2, conv4, conv6, conv8, mlp)", o->model);
+            return frl_errorf(FRL_EINVAL, err, cap, "--model: unknown model '%s' (lenet, conv2, conv4, conv6, conv8, mlp)",
+                              o->model);
     }
     if (o->token_given && o->token_file[0])
-        return fail(err, cap, "--token and --token-file are mutually exclusive");
+        return frl_errorf(FRL_EINVAL, err, cap, "--token and --token-file are mutually exclusive");
     if (o->token_file[0]) {
         int r = read_token_file(o, err, cap);
         if (r)
@@ -379,19 +368,21 @@ int frl_client_opts_check(frl_client_opts_t *o, char *err, size_t cap)
     }
     const int token_mode = o->token_len > 0;
     if ((o->cert[0] != 0) != (o->key[0] != 0))
-        return fail(err, cap, "--cert and --key go together");
+        return frl_errorf(FRL_EINVAL, err, cap, "--cert and --key go together");
     if (token_mode && o->cert[0])
-        return fail(err, cap, "give either a token (--token/--token-file) or a client certificate (--cert/--key), not both");
+        return frl_errorf(FRL_EINVAL, err, cap,
+                          "give either a token (--token/--token-file) or a client certificate (--cert/--key), not both");
     if (!o->insecure_plaintext) {
         if (!o->ca[0])
-            return fail(err, cap,
-                        "--ca is required: the server certificate is always verified (or --insecure-plaintext for tests)");
+            return frl_errorf(FRL_EINVAL, err, cap,
+                              "--ca is required: the server certificate is always verified (or --insecure-plaintext for tests)");
         if (!token_mode && !o->cert[0])
-            return fail(err, cap, "no client credentials: give --cert and --key (mutual TLS) or --token/--token-file");
+            return frl_errorf(FRL_EINVAL, err, cap,
+                              "no client credentials: give --cert and --key (mutual TLS) or --token/--token-file");
     }
     if (o->load_test && o->attack != FRL_ATTACK_NONE)
-        return fail(err, cap, "--load-test submits random rankings; it does not combine with --attack %s",
-                    frl_attack_name(o->attack));
+        return frl_errorf(FRL_EINVAL, err, cap, "--load-test submits random rankings; it does not combine with --attack %s",
+                          frl_attack_name(o->attack));
     return 0;
 }
 
@@ -466,7 +457,7 @@ static int cfg_cb(void *user, const char *key, const char *value)
 {
     struct cfg_ctx *x = user;
     if (!strcmp(key, "config"))
-        return fail(x->err, x->cap, "'config' cannot be set inside a config file");
+        return frl_errorf(FRL_EINVAL, x->err, x->cap, "'config' cannot be set inside a config file");
     return frl_client_opts_set(x->o, key, value, x->err, x->cap);
 }
 
@@ -488,7 +479,7 @@ int frl_client_opts_parse(frl_client_opts_t *o, int argc, char **argv, char *err
                 return FRL_EINVAL;
         } else if (!strcmp(a, "--config")) {
             if (i + 1 >= argc)
-                return fail(err, cap, "--config needs a value");
+                return frl_errorf(FRL_EINVAL, err, cap, "--config needs a value");
             if (copy_str(o->config, sizeof o->config, "config", argv[i + 1], err, cap))
                 return FRL_EINVAL;
             i++;
@@ -504,32 +495,32 @@ int frl_client_opts_parse(frl_client_opts_t *o, int argc, char **argv, char *err
             if (detail[0]) {
                 const char *colon = strstr(why, ": bad setting");
                 int head = colon ? (int)(colon - why) : (int)strlen(why);
-                return fail(err, cap, "%.*s: %s", head, why, detail);
+                return frl_errorf(FRL_EINVAL, err, cap, "%.*s: %s", head, why, detail);
             }
-            return fail(err, cap, "config file %s", why);
+            return frl_errorf(FRL_EINVAL, err, cap, "config file %s", why);
         }
     }
     /* Pass 2: the flags, in order, over the file. */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strncmp(a, "--", 2) != 0 || !a[2])
-            return fail(err, cap, "unexpected argument '%s' (options start with --; see --help)", a);
+            return frl_errorf(FRL_EINVAL, err, cap, "unexpected argument '%s' (options start with --; see --help)", a);
         char name[64];
         const char *val = NULL;
         const char *eq = strchr(a + 2, '=');
         size_t nlen = eq ? (size_t)(eq - (a + 2)) : strlen(a + 2);
         if (nlen >= sizeof name)
-            return fail(err, cap, "unknown option '%s' (see --help)", a);
+            return frl_errorf(FRL_EINVAL, err, cap, "unknown option '%s' (see --help)", a);
         memcpy(name, a + 2, nlen);
         name[nlen] = '\0';
         const opt_t *opt = find_opt(name);
         if (!opt)
-            return fail(err, cap, "unknown option '--%s' (see --help)", name);
+            return frl_errorf(FRL_EINVAL, err, cap, "unknown option '--%s' (see --help)", name);
         if (eq) {
             val = eq + 1;
         } else if (!opt->is_bool) {
             if (i + 1 >= argc)
-                return fail(err, cap, "--%s needs a value", name);
+                return frl_errorf(FRL_EINVAL, err, cap, "--%s needs a value", name);
             val = argv[++i];
         }
         if (!strcmp(name, "config"))

@@ -1,5 +1,8 @@
 #include "common/frl_error.h"
 
+#include <stdarg.h>
+#include <stdio.h>
+
 const char *frl_strerror(int err)
 {
     switch (err) {
@@ -28,4 +31,15 @@ const char *frl_err_name(int err)
     default:
         return "FRL_EUNKNOWN";
     }
+}
+
+int frl_errorf(int rc, char *err, size_t cap, const char *fmt, ...)
+{
+    if (err && cap) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, cap, fmt, ap);
+        va_end(ap);
+    }
+    return rc;
 }

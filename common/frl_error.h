@@ -3,6 +3,8 @@
 #ifndef FRL_ERROR_H
 #define FRL_ERROR_H
 
+#include <stddef.h>
+
 #define FRL_ERRNO_MAP(XX)                                                                                          \
     XX(EINVAL, -1, "invalid argument")                                                                             \
     XX(ENOMEM, -2, "out of memory")                                                                                \
@@ -43,5 +45,10 @@ enum {
 const char *frl_strerror(int err);
 /* Symbolic name ("FRL_EINVAL"); "FRL_OK" for 0, "FRL_EUNKNOWN" otherwise. Never NULL. */
 const char *frl_err_name(int err);
+
+/* Writes the printf-style message into err[cap] (nothing when err is NULL or
+ * cap is 0; truncated to fit) and returns rc, so that parsers can say
+ * `return frl_errorf(FRL_EINVAL, err, cap, "--%s: ...", key);`. */
+int frl_errorf(int rc, char *err, size_t cap, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 #endif

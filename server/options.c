@@ -5,7 +5,6 @@
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,17 +121,6 @@ void frl_server_opts_defaults(frl_server_opts *o)
     o->idle_timeout_ms = 60000;
 }
 
-static void errf(char *err, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void errf(char *err, size_t cap, const char *fmt, ...)
-{
-    if (!err || !cap)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, cap, fmt, ap);
-    va_end(ap);
-}
-
 /* Key match with '-' and '_' equivalent. */
 static int key_eq(const char *table_name, const char *key)
 {
@@ -165,7 +153,7 @@ int frl_server_opts_set(frl_server_opts *o, const char *key, const char *value, 
 {
     const opt_def *d = find_opt(key);
     if (!d) {
-        errf(err, err_cap, "unknown option '%s'", key);
+        frl_errorf(FRL_EINVAL, err, err_cap, "unknown option '%s'", key);
         return FRL_ENOENT;
     }
     char *base = (char *)o + d->off;
@@ -173,7 +161,7 @@ int frl_server_opts_set(frl_server_opts *o, const char *key, const char *value, 
     switch (d->type) {
     case T_STR:
         if (strlen(value) >= d->cap) {
-            errf(err, err_cap, "%s: value too long", key);
+            frl_errorf(FRL_EINVAL, err, err_cap, "%s: value too long", key);
             return FRL_EINVAL;
         }
         copy_str(base, d->cap, value);
@@ -182,7 +170,7 @@ int frl_server_opts_set(frl_server_opts *o, const char *key, const char *value, 
         errno = 0;
         long v = strtol(value, &end, 10);
         if (errno || end == value || *end || v < (long)d->lo || v > (long)d->hi) {
-            errf(err, err_cap, "%s: expected an integer in [%.0f, %.0f], got '%s'", key, d->lo, d->hi, value);
+            frl_errorf(FRL_EINVAL, err, err_cap, "%s: expected an integer in [%.0f, %.0f], got '%s'", key, d->lo, d->hi, value);
             return FRL_EINVAL;
         }
         *(int *)base = (int)v;
@@ -192,7 +180,7 @@ int frl_server_opts_set(frl_server_opts *o, const char *key, const char *value, 
         errno = 0;
         double v = strtod(value, &end);
         if (errno || end == value || *end || !isfinite(v) || v < d->lo || v > d->hi) {
-            errf(err, err_cap, "%s: expected a number in [%g, %g], got '%s'", key, d->lo, d->hi, value);
+            frl_errorf(FRL_EINVAL, err, err_cap, "%s: expected a number in [%g, %g], got '%s'", key, d->lo, d->hi, value);
             return FRL_EINVAL;
         }
         *(double *)base = v;
@@ -204,7 +192,7 @@ int frl_server_opts_set(frl_server_opts *o, const char *key, const char *value, 
         } else if (!strcmp(value, "0") || !strcmp(value, "no") || !strcmp(value, "false") || !strcmp(value, "off")) {
             *(int *)base = 0;
         } else {
-            errf(err, err_cap, "%s: expected yes or no, got '%s'", key, value);
+            frl_errorf(FRL_EINVAL, err, err_cap, "%s: expected yes or no, got '%s'", key, value);
             return FRL_EINVAL;
         }
         return 0;
@@ -303,7 +291,7 @@ int frl_server_opts_parse(frl_server_opts *o, int argc, char **argv, char *err, 
         const char *path = NULL;
         if (!strcmp(a, "--config")) {
             if (i + 1 >= argc) {
-                errf(err, err_cap, "--config needs a file");
+                frl_errorf(FRL_EINVAL, err, err_cap, "--config needs a file");
                 return FRL_EINVAL;
             }
             path = argv[++i];
@@ -314,7 +302,7 @@ int frl_server_opts_parse(frl_server_opts *o, int argc, char **argv, char *err, 
             char cerr[512];
             int r = frl_config_load(path, config_cb, o, cerr, sizeof cerr);
             if (r) {
-                errf(err, err_cap, "config %s", cerr);
+                frl_errorf(FRL_EINVAL, err, err_cap, "config %s", cerr);
                 return r;
             }
             copy_str(o->config_file, sizeof o->config_file, path);
@@ -332,21 +320,21 @@ int frl_server_opts_parse(frl_server_opts *o, int argc, char **argv, char *err, 
         if (!strncmp(a, "--config=", 9))
             continue;
         if (strncmp(a, "--", 2) != 0) {
-            errf(err, err_cap, "unexpected argument '%s' (try --help)", a);
+            frl_errorf(FRL_EINVAL, err, err_cap, "unexpected argument '%s' (try --help)", a);
             return FRL_EINVAL;
         }
         char key[64];
         const char *eq = strchr(a + 2, '=');
         size_t klen = eq ? (size_t)(eq - (a + 2)) : strlen(a + 2);
         if (klen >= sizeof key) {
-            errf(err, err_cap, "unknown option '%s'", a);
+            frl_errorf(FRL_EINVAL, err, err_cap, "unknown option '%s'", a);
             return FRL_EINVAL;
         }
         memcpy(key, a + 2, klen);
         key[klen] = '\0';
         const opt_def *d = find_opt(key);
         if (!d) {
-            errf(err, err_cap, "unknown option '--%s' (try --help)", key);
+            frl_errorf(FRL_EINVAL, err, err_cap, "unknown option '--%s' (try --help)", key);
             return FRL_EINVAL;
         }
         const char *val;
@@ -356,7 +344,7 @@ int frl_server_opts_parse(frl_server_opts *o, int argc, char **argv, char *err, 
             val = "yes";
         } else {
             if (i + 1 >= argc) {
-                errf(err, err_cap, "--%s needs a value", key);
+                frl_errorf(FRL_EINVAL, err, err_cap, "--%s needs a value", key);
                 return FRL_EINVAL;
             }
             val = argv[++i];
@@ -408,62 +396,63 @@ int frl_server_opts_check(const frl_server_opts *o, char *err, size_t err_cap)
     char host[256];
     int port;
     if (frl_server_split_hostport(o->listen, host, sizeof host, &port)) {
-        errf(err, err_cap, "listen: expected HOST:PORT, got '%s'", o->listen);
+        frl_errorf(FRL_EINVAL, err, err_cap, "listen: expected HOST:PORT, got '%s'", o->listen);
         return FRL_EINVAL;
     }
     if (o->metrics_listen[0] && strcmp(o->metrics_listen, "off") != 0 &&
         frl_server_split_hostport(o->metrics_listen, host, sizeof host, &port)) {
-        errf(err, err_cap, "metrics-listen: expected HOST:PORT or off, got '%s'", o->metrics_listen);
+        frl_errorf(FRL_EINVAL, err, err_cap, "metrics-listen: expected HOST:PORT or off, got '%s'", o->metrics_listen);
         return FRL_EINVAL;
     }
     if (strcmp(o->auth, "mtls") && strcmp(o->auth, "token")) {
-        errf(err, err_cap, "auth: expected mtls or token, got '%s'", o->auth);
+        frl_errorf(FRL_EINVAL, err, err_cap, "auth: expected mtls or token, got '%s'", o->auth);
         return FRL_EINVAL;
     }
     if (!o->insecure_plaintext) {
         if (!o->cert[0] || !o->key[0]) {
-            errf(err, err_cap, "cert and key are required (or insecure-plaintext for tests)");
+            frl_errorf(FRL_EINVAL, err, err_cap, "cert and key are required (or insecure-plaintext for tests)");
             return FRL_EINVAL;
         }
         if (!strcmp(o->auth, "mtls") && !o->ca[0]) {
-            errf(err, err_cap, "auth = mtls needs ca (the federation CA that signs client certificates)");
+            frl_errorf(FRL_EINVAL, err, err_cap, "auth = mtls needs ca (the federation CA that signs client certificates)");
             return FRL_EINVAL;
         }
     }
     if (!strcmp(o->auth, "token") && !o->token_file[0]) {
-        errf(err, err_cap, "auth = token needs token-file");
+        frl_errorf(FRL_EINVAL, err, err_cap, "auth = token needs token-file");
         return FRL_EINVAL;
     }
     if (strcmp(o->rule, "abs") && strcmp(o->rule, "signed")) {
-        errf(err, err_cap, "rule: expected abs or signed, got '%s'", o->rule);
+        frl_errorf(FRL_EINVAL, err, err_cap, "rule: expected abs or signed, got '%s'", o->rule);
         return FRL_EINVAL;
     }
     if (strcmp(o->log_format, "kv") && strcmp(o->log_format, "json")) {
-        errf(err, err_cap, "log-format: expected kv or json, got '%s'", o->log_format);
+        frl_errorf(FRL_EINVAL, err, err_cap, "log-format: expected kv or json, got '%s'", o->log_format);
         return FRL_EINVAL;
     }
     if (strcmp(o->policy, "off") && strcmp(o->policy, "flag") && strcmp(o->policy, "drop") && strcmp(o->policy, "downweight")) {
-        errf(err, err_cap, "policy: expected off, flag, drop or downweight, got '%s'", o->policy);
+        frl_errorf(FRL_EINVAL, err, err_cap, "policy: expected off, flag, drop or downweight, got '%s'", o->policy);
         return FRL_EINVAL;
     }
     if (!(o->keep > 0.0 && o->keep <= 1.0)) {
-        errf(err, err_cap, "keep must be in (0, 1]");
+        frl_errorf(FRL_EINVAL, err, err_cap, "keep must be in (0, 1]");
         return FRL_EINVAL;
     }
     if (!o->state_dir[0]) {
-        errf(err, err_cap, "state-dir is required");
+        frl_errorf(FRL_EINVAL, err, err_cap, "state-dir is required");
         return FRL_EINVAL;
     }
     if (o->quorum <= 0) {
-        errf(err, err_cap, "quorum must be > 0 (a fraction < 1 or a count >= 1)");
+        frl_errorf(FRL_EINVAL, err, err_cap, "quorum must be > 0 (a fraction < 1 or a count >= 1)");
         return FRL_EINVAL;
     }
     if (o->quorum >= 1 && o->quorum > o->per_round) {
-        errf(err, err_cap, "quorum (%g) exceeds per-round (%d): no round could ever close", o->quorum, o->per_round);
+        frl_errorf(FRL_EINVAL, err, err_cap, "quorum (%g) exceeds per-round (%d): no round could ever close", o->quorum,
+                   o->per_round);
         return FRL_EINVAL;
     }
     if (o->max_clients < o->per_round) {
-        errf(err, err_cap, "max-clients must be >= per-round");
+        frl_errorf(FRL_EINVAL, err, err_cap, "max-clients must be >= per-round");
         return FRL_EINVAL;
     }
     return 0;

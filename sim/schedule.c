@@ -1,26 +1,12 @@
 /* Sampling schedules: the clients of every round, given instead of drawn
  * (see frl_sim.h). Text in, a rounds x per_round array of ids out; every
  * error names its line. */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/frl_error.h"
 #include "sim/frl_sim.h"
-
-static int fail(char *err, size_t cap, unsigned line, const char *fmt, ...)
-{
-    if (err && cap) {
-        int k = snprintf(err, cap, "line %u: ", line);
-        va_list ap;
-        va_start(ap, fmt);
-        if (k >= 0 && (size_t)k < cap)
-            vsnprintf(err + k, cap - (size_t)k, fmt, ap);
-        va_end(ap);
-    }
-    return FRL_EINVAL;
-}
 
 static int cmp_u32(const void *a, const void *b)
 {
@@ -84,14 +70,14 @@ int frl_sim_schedule_parse(const char *text, size_t len, uint32_t clients, uint3
                 continue;
             }
             if (ch < '0' || ch > '9') {
-                rc = fail(err, errcap, line, "'%c' is not part of a client id", ch);
+                rc = frl_errorf(FRL_EINVAL, err, errcap, "line %u: '%c' is not part of a client id", line, ch);
                 break;
             }
             uint64_t v = 0;
             while (i < stop && text[i] >= '0' && text[i] <= '9') {
                 v = v * 10 + (uint64_t)(text[i] - '0');
                 if (v >= clients) {
-                    rc = fail(err, errcap, line, "client id out of range (clients: %u)", clients);
+                    rc = frl_errorf(FRL_EINVAL, err, errcap, "line %u: client id out of range (clients: %u)", line, clients);
                     break;
                 }
                 i++;
@@ -99,7 +85,7 @@ int frl_sim_schedule_parse(const char *text, size_t len, uint32_t clients, uint3
             if (rc)
                 break;
             if (got == per_round) {
-                rc = fail(err, errcap, line, "more than %u client ids", per_round);
+                rc = frl_errorf(FRL_EINVAL, err, errcap, "line %u: more than %u client ids", line, per_round);
                 break;
             }
             if (rounds == cap) {
@@ -115,11 +101,11 @@ int frl_sim_schedule_parse(const char *text, size_t len, uint32_t clients, uint3
         }
         if (!rc && got) {
             if (got != per_round)
-                rc = fail(err, errcap, line, "%u client ids, expected %u", got, per_round);
+                rc = frl_errorf(FRL_EINVAL, err, errcap, "line %u: %u client ids, expected %u", line, got, per_round);
             else if (frl_sim_schedule_check_row(ids + rounds * per_round, per_round, clients, tmp))
-                rc = fail(err, errcap, line, "a client id appears twice");
+                rc = frl_errorf(FRL_EINVAL, err, errcap, "line %u: a client id appears twice", line);
             else if (rounds == (size_t)INT32_MAX)
-                rc = fail(err, errcap, line, "too many rounds");
+                rc = frl_errorf(FRL_EINVAL, err, errcap, "line %u: too many rounds", line);
             else
                 rounds++;
         }
