@@ -10,23 +10,10 @@
 #include "data/frl_partition.h"
 #include "supermask/frl_ranking.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static int say(char *why, size_t cap, int rc, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static int say(char *why, size_t cap, int rc, const char *fmt, ...)
-{
-    if (why && cap) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(why, cap, fmt, ap);
-        va_end(ap);
-    }
-    return rc;
-}
 
 static void copy_text(char *dst, size_t cap, const char *src)
 {
@@ -62,21 +49,21 @@ static void hex8(const uint8_t *h, char out[17])
 int frl__welcome_check(const frl__welcome_t *w, const char *expected_model, frl_model_spec_t *spec, char *why, size_t cap)
 {
     if (expected_model && *expected_model && strcmp(expected_model, w->model_name) != 0)
-        return say(why, cap, FRL_EMISMATCH, "the server runs model '%s' but this client was started with --model %s", w->model_name,
-                   expected_model);
+        return frl_errorf(FRL_EMISMATCH, why, cap, "the server runs model '%s' but this client was started with --model %s",
+                          w->model_name, expected_model);
     if (frl_model_spec_by_name(w->model_name, spec) != 0)
-        return say(why, cap, FRL_EMISMATCH, "the server's model '%s' is not in this client's model zoo", w->model_name);
+        return frl_errorf(FRL_EMISMATCH, why, cap, "the server's model '%s' is not in this client's model zoo", w->model_name);
     if (memcmp(spec->hash, w->spec_hash, sizeof spec->hash) != 0) {
         char a[17], b[17];
         hex8(spec->hash, a);
         hex8(w->spec_hash, b);
-        return say(why, cap, FRL_EMISMATCH,
-                   "model spec hash mismatch for '%s': this client builds %s..., the server announces %s... "
-                   "(different frl versions?)",
-                   w->model_name, a, b);
+        return frl_errorf(FRL_EMISMATCH, why, cap,
+                          "model spec hash mismatch for '%s': this client builds %s..., the server announces %s... "
+                          "(different frl versions?)",
+                          w->model_name, a, b);
     }
     if (w->mask_rule > FRL_MASK_SIGNED)
-        return say(why, cap, FRL_EUNSUPPORTED, "unknown mask rule %u", w->mask_rule);
+        return frl_errorf(FRL_EUNSUPPORTED, why, cap, "unknown mask rule %u", w->mask_rule);
     return 0;
 }
 
@@ -133,25 +120,25 @@ static int load_shard(frl__local_t *L, const frl_client_opts_t *o, const frl__we
     const char *dir = o->data_dir[0] ? o->data_dir : NULL;
     int r = frl_mnist_paths(dir, "train", img, sizeof img, lbl, sizeof lbl);
     if (r)
-        return say(why, cap, r, "training data not found: %s or %s (%s)", img, lbl, frl_strerror(r));
+        return frl_errorf(r, why, cap, "training data not found: %s or %s (%s)", img, lbl, frl_strerror(r));
     uint32_t *idx = NULL, n = 0, nc = 0;
     double t0 = frl_now_s();
     r = frl__shard_indices(lbl, &o->partition, o->shard, o->shards, w->seed, &idx, &n, &nc);
     if (r)
-        return say(why, cap, r, "cannot partition %s: %s", lbl, frl_strerror(r));
+        return frl_errorf(r, why, cap, "cannot partition %s: %s", lbl, frl_strerror(r));
     if (nc > (uint32_t)L->spec.n_classes) {
         free(idx);
-        return say(why, cap, FRL_EMISMATCH, "%s has %u classes, model %s has %d", lbl, nc, L->spec.name, L->spec.n_classes);
+        return frl_errorf(FRL_EMISMATCH, why, cap, "%s has %u classes, model %s has %d", lbl, nc, L->spec.name, L->spec.n_classes);
     }
     r = frl_dataset_load(img, lbl, idx, n, &L->data);
     free(idx);
     if (r)
-        return say(why, cap, r, "cannot load shard %u/%u from %s: %s", o->shard, o->shards, img, frl_strerror(r));
+        return frl_errorf(r, why, cap, "cannot load shard %u/%u from %s: %s", o->shard, o->shards, img, frl_strerror(r));
     if (L->data.rows * L->data.cols != (uint32_t)(L->spec.in_c * L->spec.in_h * L->spec.in_w)) {
         uint32_t rows = L->data.rows, cols = L->data.cols;
         frl_dataset_free(&L->data);
-        return say(why, cap, FRL_EMISMATCH, "images are %ux%u, model %s wants %dx%dx%d", rows, cols, L->spec.name, L->spec.in_c,
-                   L->spec.in_h, L->spec.in_w);
+        return frl_errorf(FRL_EMISMATCH, why, cap, "images are %ux%u, model %s wants %dx%dx%d", rows, cols, L->spec.name,
+                          L->spec.in_c, L->spec.in_h, L->spec.in_w);
     }
     if (o->attack == FRL_ATTACK_LABELFLIP)
         frl_attack_flip_labels(L->data.labels, L->data.n, (uint32_t)L->spec.n_classes, L->data.labels);
@@ -179,14 +166,14 @@ int frl__local_setup(frl__local_t *L, const frl_client_opts_t *o, const frl__wel
         for (int l = 0; l < spec->n_layers; l++)
             L->n_edges[l] = spec->layers[l].n_edges;
         if ((r = frl_vote_layout_init(&L->layout, spec->n_layers, L->n_edges)))
-            return say(why, cap, r, "model %s: bad layout", spec->name);
+            return frl_errorf(r, why, cap, "model %s: bad layout", spec->name);
         L->scratch = o->load_test ? NULL : malloc(frl_vote_validate_scratch_size(&L->layout));
         if (!o->load_test && !L->scratch)
-            return say(why, cap, FRL_ENOMEM, "out of memory for the ranking of %s", spec->name);
+            return frl_errorf(FRL_ENOMEM, why, cap, "out of memory for the ranking of %s", spec->name);
         if (!o->load_test) {
             double t0 = frl_now_s();
             if ((r = frl_network_init(&L->network, spec, w->seed, 1)))
-                return say(why, cap, r, "cannot build network %s: %s", spec->name, frl_strerror(r));
+                return frl_errorf(r, why, cap, "cannot build network %s: %s", spec->name, frl_strerror(r));
             L->have_network = 1;
             FRL_LOG_I("network_ready", "model=%s edges=%llu seconds=%.2f", spec->name, (unsigned long long)spec->total_edges,
                       frl_now_s() - t0);
@@ -209,7 +196,7 @@ int frl__local_setup(frl__local_t *L, const frl_client_opts_t *o, const frl__wel
             frl_trainer_destroy(L->tr);
             L->tr = NULL;
             if ((r = frl_trainer_create(&L->network, cfg.batch, cfg.keep, cfg.rule, &L->tr)))
-                return say(why, cap, r, "cannot create trainer: %s", frl_strerror(r));
+                return frl_errorf(r, why, cap, "cannot create trainer: %s", frl_strerror(r));
             FRL_LOG_I("trainer_ready", "batch=%d keep=%g rule=%s trainer_kb=%zu rss_kb=%ld", cfg.batch, cfg.keep,
                       frl_mask_rule_name(cfg.rule), frl_trainer_bytes(L->tr) / 1024, frl_rss_kb());
         }
@@ -254,14 +241,14 @@ Frl__V1__RankingBlob *frl__ranking_copy(const Frl__V1__RankingBlob *g)
 int frl__local_check_shape(const frl__local_t *L, const Frl__V1__RankingBlob *g, char *why, size_t cap)
 {
     if (!L->ready)
-        return say(why, cap, FRL_ESTATE, "task before welcome");
+        return frl_errorf(FRL_ESTATE, why, cap, "task before welcome");
     if ((int)g->n_layers != L->layout.n_layers)
-        return say(why, cap, FRL_EVOTE_LAYERS, "global ranking has %zu layers, model %s has %d", g->n_layers, L->spec.name,
-                   L->layout.n_layers);
+        return frl_errorf(FRL_EVOTE_LAYERS, why, cap, "global ranking has %zu layers, model %s has %d", g->n_layers, L->spec.name,
+                          L->layout.n_layers);
     for (int l = 0; l < L->layout.n_layers; l++)
         if (g->layers[l]->n_edges != L->layout.n_edges[l])
-            return say(why, cap, FRL_EVOTE_LENGTH, "global ranking layer %d has %u edges, model %s has %u", l,
-                       g->layers[l]->n_edges, L->spec.name, L->layout.n_edges[l]);
+            return frl_errorf(FRL_EVOTE_LENGTH, why, cap, "global ranking layer %d has %u edges, model %s has %u", l,
+                              g->layers[l]->n_edges, L->spec.name, L->layout.n_edges[l]);
     return 0;
 }
 
@@ -275,17 +262,17 @@ int frl__local_take_task(frl__local_t *L, const Frl__V1__RankingBlob *g, char *w
     /* The ranking buffer (4 bytes per edge) lives from here until the
      * round's ranking is packed: not between rounds. */
     if (!L->ranking && !(L->ranking = malloc((size_t)L->layout.total_edges * sizeof *L->ranking)))
-        return say(why, cap, FRL_ENOMEM, "out of memory for the global ranking");
+        return frl_errorf(FRL_ENOMEM, why, cap, "out of memory for the global ranking");
     for (int l = 0; l < L->layout.n_layers; l++) {
         int r = frl_msg_ranking_layer(g, (size_t)l, L->ranking + L->layout.offset[l]);
         if (r)
-            return say(why, cap, r, "global ranking layer %d does not unpack: %s", l, frl_strerror(r));
+            return frl_errorf(r, why, cap, "global ranking layer %d does not unpack: %s", l, frl_strerror(r));
     }
     frl_vote_reject_t rej;
     int r = frl_vote_validate(&L->layout, L->ranking, L->layout.n_layers, NULL, L->scratch, &rej);
     if (r)
-        return say(why, cap, r, "global ranking is not a permutation: %s (layer %d, position %lld)", frl_strerror(r), rej.layer,
-                   (long long)rej.index);
+        return frl_errorf(r, why, cap, "global ranking is not a permutation: %s (layer %d, position %lld)", frl_strerror(r),
+                          rej.layer, (long long)rej.index);
     return 0;
 }
 
