@@ -1,6 +1,7 @@
 /* frl-bench: one benchmark binary for the whole project, one subcommand per
  * area. Benchmarks print figures; they never decide pass or fail. */
 #include "bench/frl_bench.h"
+#include "supermask/frl_ops.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +38,7 @@ struct subcommand {
 
 int main(int argc, char **argv)
 {
+    frl_blas_fix_core(argv); /* before anything is opened: it may exec us again */
     const struct subcommand cmds[] = {
         {"train", frl_bench_train, "local training throughput and memory (supermask)"},
         {"vote", frl_bench_vote, "vote validate+add and finalize (aggregation)"},

@@ -4,6 +4,7 @@
 
 #include "common/frl_error.h"
 #include "common/frl_log.h"
+#include "supermask/frl_ops.h"
 
 #include <malloc.h>
 #include <sodium.h>
@@ -38,6 +39,7 @@ static void on_done(void *ud)
 
 int main(int argc, char **argv)
 {
+    frl_blas_fix_core(argv); /* before anything is opened: it may exec us again */
     static frl_client_opts_t o;
     char err[1024];
     frl_client_opts_defaults(&o);

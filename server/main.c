@@ -5,6 +5,7 @@
 #include <uv.h>
 
 #include "server/frl_server.h"
+#include "supermask/frl_ops.h"
 
 static void close_walk(uv_handle_t *h, void *arg)
 {
@@ -15,6 +16,7 @@ static void close_walk(uv_handle_t *h, void *arg)
 
 int main(int argc, char **argv)
 {
+    frl_blas_fix_core(argv); /* before anything is opened: it may exec us again */
     frl_server_opts o;
     char err[512];
     frl_server_opts_defaults(&o);

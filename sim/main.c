@@ -12,6 +12,7 @@
 #include "common/frl_log.h"
 #include "sim/frl_sim.h"
 #include "sim/frl_sim_ranking_file.h"
+#include "supermask/frl_ops.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -198,6 +199,7 @@ static int save_ranking(const frl_sim_t *sim, const char *path, const uint8_t se
 
 int main(int argc, char **argv)
 {
+    frl_blas_fix_core(argv); /* before anything is opened: it may exec us again */
     frl_sim_config_t cfg;
     frl_sim_config_default(&cfg);
     const char *data_dir = NULL, *json = NULL, *log_path = NULL, *seed_text = "0", *schedule_path = NULL, *partition_out = NULL,

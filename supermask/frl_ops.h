@@ -18,6 +18,18 @@ void frl_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const
                float beta, float *C, int ldc);
 void frl_sgemm_set_reference(int on);
 
+/* Debian 12's OpenBLAS (0.3.21) does not know CPUs newer than it (seen:
+ * Intel family 6 model 207) and falls back to its Prescott (SSE3) kernels,
+ * which make training 2.3x slower. OpenBLAS reads OPENBLAS_CORETYPE only
+ * when it is loaded, before main, so a program can only fix this by setting
+ * it and executing itself again. Call first thing in main: when OpenBLAS
+ * says "Prescott", the variable is unset and the CPU has AVX-512 (SkylakeX
+ * kernels) or AVX2+FMA (Haswell kernels), it sets the variable and execs
+ * /proc/self/exe with argv (same pid, nothing opened yet), so it does not
+ * return. Otherwise, or if exec fails, it returns 0 and nothing changed.
+ * FRL_KEEP_BLAS_CORE=1 turns it off. */
+int frl_blas_fix_core(char *const argv[]);
+
 /* conv2d, stride 1, zero padding `pad`, square kernel K:
  *   inp (B, C, H, W), weight (OC, C, K, K), out (B, OC, OH, OW),
  *   OH = H + 2 pad - K + 1, OW likewise. */

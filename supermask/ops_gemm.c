@@ -12,6 +12,9 @@
 
 #include <cblas.h>
 #include <pthread.h>
+#include <stdlib.h>
+#include <strings.h>
+#include <unistd.h>
 #include <stdatomic.h>
 
 /* Declared here as well as in OpenBLAS's cblas.h: other cblas.h flavours
@@ -23,6 +26,34 @@ void openblas_set_num_threads(int);
  * behaviour; training code never sets it. */
 static atomic_int g_use_reference;
 static pthread_once_t g_blas_once = PTHREAD_ONCE_INIT;
+
+/* The core OpenBLAS would use instead of its Prescott fallback, or NULL. */
+static const char *better_core(void)
+{
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512dq"))
+        return "SkylakeX";
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        return "Haswell";
+    return NULL;
+}
+
+int frl_blas_fix_core(char *const argv[])
+{
+    const char *keep = getenv("FRL_KEEP_BLAS_CORE");
+    if (!argv || !argv[0] || getenv("OPENBLAS_CORETYPE") || (keep && keep[0] && keep[0] != '0'))
+        return 0;
+    const char *name = openblas_get_corename();
+    const char *core = better_core();
+    if (!name || strcasecmp(name, "Prescott") != 0 || !core)
+        return 0;
+    if (setenv("OPENBLAS_CORETYPE", core, 1) != 0)
+        return 0;
+    execv("/proc/self/exe", argv);
+    unsetenv("OPENBLAS_CORETYPE"); /* exec failed: carry on with the kernels we have */
+    return 0;
+}
 
 static void blas_init_once(void)
 {

@@ -18,6 +18,7 @@
 #include "common/frl_file.h"
 #include "data/frl_idx.h"
 #include "quant/frl_quant.h"
+#include "supermask/frl_ops.h"
 
 #define MAX_IMAGES 64
 
@@ -91,6 +92,7 @@ static int classify(const frl_qmodel_t *m, const frl_dataset_t *ds, const long *
 
 int main(int argc, char **argv)
 {
+    frl_blas_fix_core(argv); /* before anything is opened: it may exec us again */
     const char *data = NULL, *split = "t10k";
     int batch = 64, threads = 1, json = 0, fagree = 0, nimg = 0;
     long limit = 0;

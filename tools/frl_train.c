@@ -14,6 +14,7 @@
 #include "supermask/frl_model.h"
 #include "supermask/frl_ranking.h"
 #include "supermask/frl_train.h"
+#include "supermask/frl_ops.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -62,6 +63,7 @@ static void on_progress(void *user, int epoch, uint64_t step, uint64_t total, do
 
 int main(int argc, char **argv)
 {
+    frl_blas_fix_core(argv); /* before anything is opened: it may exec us again */
     const char *model = "lenet", *data_dir = NULL, *json = NULL, *seed_text = "0";
     frl_train_cfg_t cfg;
     frl_train_cfg_default(&cfg);

@@ -208,6 +208,38 @@ static void test_dense_portable_path_matches_reference(void **state)
         assert_true(fabsf(dw[0][i] - dw[1][i]) <= (B + 2) * FLT_EPSILON * B);
 }
 
+/* frl_blas_fix_core must never exec when the user chose a core, when it is
+ * turned off, or without an argv: if it did, this test binary would restart
+ * (and loop while the variable stays unset). */
+static void test_blas_fix_core_leaves_a_chosen_core_alone(void **state)
+{
+    (void)state;
+    char *argv[] = {"test_ops_gemm", NULL};
+    setenv("OPENBLAS_CORETYPE", "Haswell", 1);
+    assert_int_equal(frl_blas_fix_core(argv), 0);
+    assert_string_equal(getenv("OPENBLAS_CORETYPE"), "Haswell");
+    unsetenv("OPENBLAS_CORETYPE");
+}
+
+static void test_blas_fix_core_is_off_with_keep_blas_core(void **state)
+{
+    (void)state;
+    char *argv[] = {"test_ops_gemm", NULL};
+    unsetenv("OPENBLAS_CORETYPE");
+    setenv("FRL_KEEP_BLAS_CORE", "1", 1);
+    assert_int_equal(frl_blas_fix_core(argv), 0);
+    assert_null(getenv("OPENBLAS_CORETYPE"));
+    unsetenv("FRL_KEEP_BLAS_CORE");
+}
+
+static void test_blas_fix_core_without_argv_does_nothing(void **state)
+{
+    (void)state;
+    unsetenv("OPENBLAS_CORETYPE");
+    assert_int_equal(frl_blas_fix_core(NULL), 0);
+    assert_null(getenv("OPENBLAS_CORETYPE"));
+}
+
 int main(void)
 {
     /* This file tests the BLAS path; keep the ops' own SIMD kernels out. */
@@ -222,6 +254,9 @@ int main(void)
         cmocka_unit_test(test_sgemm_zero_k_scales_c),
         cmocka_unit_test(test_sgemm_rejects_short_leading_dimension),
         cmocka_unit_test(test_dense_portable_path_matches_reference),
+        cmocka_unit_test(test_blas_fix_core_leaves_a_chosen_core_alone),
+        cmocka_unit_test(test_blas_fix_core_is_off_with_keep_blas_core),
+        cmocka_unit_test(test_blas_fix_core_without_argv_does_nothing),
     };
     return cmocka_run_group_tests_name("supermask_ops_gemm", tests, NULL, NULL);
 }
