@@ -20,11 +20,10 @@ static char *trim(char *s)
     return s;
 }
 
+/* Every parse error names its place: "FILE:LINE: why". */
 static int fail(char *err, size_t cap, const char *name, int line, const char *why, int rc)
 {
-    if (err && cap)
-        snprintf(err, cap, "%s:%d: %s", name, line, why);
-    return rc;
+    return frl_errorf(rc, err, cap, "%s:%d: %s", name, line, why);
 }
 
 int frl_config_parse(const char *name, const char *text, frl_config_cb cb, void *user, char *err, size_t err_cap)
@@ -87,11 +86,8 @@ int frl_config_load(const char *path, frl_config_cb cb, void *user, char *err, s
     uint8_t *buf;
     size_t len;
     int rc = frl_file_read_all(path, FRL_CONFIG_MAX_BYTES, &buf, &len);
-    if (rc) {
-        if (err && err_cap)
-            snprintf(err, err_cap, "%s: %s", path, frl_strerror(rc));
-        return rc;
-    }
+    if (rc)
+        return frl_errorf(rc, err, err_cap, "%s: %s", path, frl_strerror(rc));
     char *text = realloc(buf, len + 1);
     if (!text) {
         free(buf);

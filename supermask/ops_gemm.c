@@ -30,7 +30,6 @@ static pthread_once_t g_blas_once = PTHREAD_ONCE_INIT;
 /* The core OpenBLAS would use instead of its Prescott fallback, or NULL. */
 static const char *better_core(void)
 {
-    __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
         __builtin_cpu_supports("avx512dq"))
         return "SkylakeX";
@@ -45,10 +44,10 @@ int frl_blas_fix_core(char *const argv[])
     if (!argv || !argv[0] || getenv("OPENBLAS_CORETYPE") || (keep && keep[0] && keep[0] != '0'))
         return 0;
     const char *name = openblas_get_corename();
-    const char *core = better_core();
-    if (!name || strcasecmp(name, "Prescott") != 0 || !core)
+    if (!name || strcasecmp(name, "Prescott") != 0)
         return 0;
-    if (setenv("OPENBLAS_CORETYPE", core, 1) != 0)
+    const char *core = better_core();
+    if (!core || setenv("OPENBLAS_CORETYPE", core, 1) != 0)
         return 0;
     execv("/proc/self/exe", argv);
     unsetenv("OPENBLAS_CORETYPE"); /* exec failed: carry on with the kernels we have */
